@@ -1,0 +1,1 @@
+"""Sign-up, reading and deleting accounts."""

@@ -1,0 +1,145 @@
+"""Account rules: sign-up, authentication, visibility and deletion. No Flask here."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from account_api.auth import throttle
+from account_api.auth.passwords import Passwords
+from account_api.errors import Conflict, NotFound, TooManyRequests, Unauthorized
+from account_api.settings import AccountSettings
+from schema.accounts import Account, Role
+from schema.base import rfc3339, utcnow
+from schema.events import EventType, record_event
+
+BAD_CREDENTIALS = "incorrect email or password"
+
+
+def email_key(email: str) -> str:
+    """The case-insensitive identity of an email address."""
+    return email.strip().lower()
+
+
+def live_account_by_email(session: Session, email: str) -> Account | None:
+    """The account that currently owns this email, if any."""
+    return session.scalars(
+        select(Account).where(Account.email_key == email_key(email), Account.deleted_at.is_(None))
+    ).first()
+
+
+def create_account(
+    session: Session,
+    passwords: Passwords,
+    email: str,
+    password: str,
+    name: str,
+    role: Role = Role.CUSTOMER,
+) -> Account:
+    """Create an account; 409 when the email is taken in any letter case."""
+    if live_account_by_email(session, email) is not None:
+        raise Conflict("an account with this email already exists")
+    account = Account(
+        id=uuid.uuid4(),
+        email=email.strip(),
+        email_key=email_key(email),
+        name=name,
+        password_hash=passwords.hash(password),
+        role=role,
+    )
+    session.add(account)
+    try:
+        session.commit()
+    except IntegrityError:
+        # Two sign-ups raced past the check: the unique index decided.
+        session.rollback()
+        raise Conflict("an account with this email already exists") from None
+    return account
+
+
+def authenticate(
+    session: Session,
+    passwords: Passwords,
+    settings: AccountSettings,
+    email: str,
+    password: str,
+    client: str,
+) -> Account:
+    """The account these credentials open, or the same 401 whatever was wrong; 429 if throttled."""
+    now = utcnow()
+    key = email_key(email)
+    wait = throttle.retry_after(
+        session,
+        key,
+        client,
+        now,
+        timedelta(seconds=settings.login_window_seconds),
+        settings.login_max_failures,
+        settings.login_max_failures_per_client,
+    )
+    if wait is not None:
+        raise TooManyRequests("too many failed logins; try again later", {"Retry-After": str(wait)})
+    account = live_account_by_email(session, email)
+    if account is None:
+        passwords.burn(password)
+        ok, new_hash = False, None
+    else:
+        ok, new_hash = passwords.verify_and_update(password, account.password_hash)
+    if not ok or account is None:
+        throttle.record_failure(session, key, client, now)
+        session.commit()
+        raise Unauthorized(BAD_CREDENTIALS)
+    if new_hash is not None:
+        account.password_hash = new_hash
+    throttle.clear_failures(session, key)
+    session.commit()
+    return account
+
+
+def account_for_token(session: Session, account_id: uuid.UUID) -> Account:
+    """The live account a verified token names; a deleted account's tokens are refused."""
+    account = session.get(Account, account_id)
+    if account is None or account.is_deleted:
+        raise Unauthorized()
+    return account
+
+
+def get_visible(session: Session, account_id: uuid.UUID, actor: Account) -> Account:
+    """An account the actor may see: itself, or any live one for an admin; else 404."""
+    if actor.id != account_id and actor.role is not Role.ADMIN:
+        raise NotFound("no such account")
+    account = session.get(Account, account_id)
+    if account is None or account.is_deleted:
+        raise NotFound("no such account")
+    return account
+
+
+def delete_account(session: Session, account: Account, now: datetime | None = None) -> None:
+    """Soft-delete: the row stays for the audit trail, the email is free, an event goes out."""
+    moment = now or utcnow()
+    account.deleted_at = moment
+    record_event(
+        session,
+        EventType.ACCOUNT_DELETED,
+        account.id,
+        {"account_id": str(account.id), "email": account.email, "deleted_at": rfc3339(moment)},
+    )
+    session.commit()
+
+
+def make_admin(
+    session: Session, passwords: Passwords, email: str, password: str | None, name: str
+) -> Account:
+    """Promote the account with this email to admin, creating it if a password is given."""
+    account = live_account_by_email(session, email)
+    if account is None:
+        if password is None:
+            raise NotFound("no account with this email; give a password to create one")
+        return create_account(session, passwords, email, password, name, role=Role.ADMIN)
+    account.role = Role.ADMIN
+    session.commit()
+    return account

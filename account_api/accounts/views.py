@@ -1,0 +1,82 @@
+"""HTTP routes of accounts: parse, call the service, shape the reply."""
+
+from __future__ import annotations
+
+from flask import Response
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.tag import Tag
+
+from account_api.accounts import service
+from account_api.accounts.schemas import AccountCreate, AccountOut, AccountPath
+from account_api.auth.current import BEARER_SECURITY, current_account
+from account_api.errors import PROBLEM
+from account_api.extensions import session
+from account_api.runtime import runtime
+from account_api.schemas import ProblemOut, problem_responses
+
+bp = APIBlueprint(
+    "accounts",
+    __name__,
+    url_prefix="/api/accounts",
+    abp_tags=[Tag(name="accounts", description="Sign up, read and delete accounts")],
+)
+
+
+def _reply(account: object, status: int = 200) -> Response:
+    body = AccountOut.model_validate(account).model_dump_json()
+    return Response(body, status=status, mimetype="application/json")
+
+
+@bp.post(
+    "",
+    summary="Sign up",
+    responses={201: AccountOut, **problem_responses(409, 413, 415, 422)},
+)
+def create_account(body: AccountCreate) -> Response:
+    """Create a customer account. The email is unique in any letter case."""
+    account = service.create_account(
+        session(), runtime().passwords, str(body.email), body.password, body.name
+    )
+    response = _reply(account, 201)
+    response.headers["Location"] = f"/api/accounts/{account.id}"
+    return response
+
+
+@bp.get(
+    "/me",
+    summary="The calling account",
+    security=BEARER_SECURITY,
+    responses={200: AccountOut, **problem_responses(401)},
+)
+def read_me() -> Response:
+    """The account the bearer token belongs to."""
+    return _reply(current_account())
+
+
+@bp.get(
+    "/<id>",
+    summary="Read an account",
+    security=BEARER_SECURITY,
+    responses={200: AccountOut, **problem_responses(401, 404, 422)},
+)
+def read_account(path: AccountPath) -> Response:
+    """The account itself, or any account for an admin; another's is 404."""
+    actor = current_account()
+    return _reply(service.get_visible(session(), path.id, actor))
+
+
+@bp.delete(
+    "/<id>",
+    summary="Delete an account",
+    security=BEARER_SECURITY,
+    responses={204: None, **problem_responses(401, 404, 422)},
+)
+def delete_account(path: AccountPath) -> Response:
+    """Delete the account: its tokens stop working and an `account.deleted` event is sent."""
+    actor = current_account()
+    account = service.get_visible(session(), path.id, actor)
+    service.delete_account(session(), account)
+    return Response(status=204)
+
+
+__all__ = ["PROBLEM", "ProblemOut", "bp"]

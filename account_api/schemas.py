@@ -1,0 +1,53 @@
+"""The problem+json body, for the OpenAPI document of every route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class FieldError(BaseModel):
+    """One invalid field."""
+
+    loc: list[str | int]
+    msg: str
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its `$defs` inlined, to embed in a response."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return dict(resolve(schema))
+
+
+PROBLEM_SCHEMA = _inline_schema(ProblemOut)
+
+
+def problem_responses(*statuses: int) -> dict[str | int, type[BaseModel] | dict[Any, Any] | None]:
+    """OpenAPI responses documenting each status as problem+json."""
+    return {
+        status: {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
+        for status in statuses
+    }

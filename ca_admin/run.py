@@ -1,0 +1,95 @@
+"""`ca-admin run`: both services and the worker in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from schema.settings import CommonSettings
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def service_commands(settings: CommonSettings, workers: int) -> dict[str, list[str]]:
+    """The processes `run` starts, by name."""
+    python = sys.executable
+    return {
+        "account-api": [
+            python,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(PACKAGE_ROOT / "account_api" / "gunicorn.conf.py"),
+            "--workers",
+            str(workers),
+            "account_api.wsgi:app",
+        ],
+        "certificate-api": [
+            python,
+            "-m",
+            "uvicorn",
+            "certificate_api.asgi:app",
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.certificate_api_port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "20",
+            "--log-config",
+            os.path.join(os.path.dirname(__file__), "uvicorn_log.json"),
+        ],
+        "worker": [python, "-m", "ca_admin.cli", "worker"],
+    }
+
+
+def metrics_env(var_dir: Path, name: str) -> dict[str, str]:
+    """A fresh directory where one service's worker processes pool their metrics."""
+    directory = var_dir / "metrics" / name
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory.resolve())}
+
+
+def supervise(commands: Mapping[str, Sequence[str]], var_dir: Path) -> int:
+    """Start every command; when one exits or Ctrl-C comes, stop the rest gracefully."""
+    procs = {
+        name: subprocess.Popen(list(cmd), env=metrics_env(var_dir, name))  # noqa: S603
+        for name, cmd in commands.items()
+    }
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    try:
+        while not stopping:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with {proc.returncode}; stopping", file=sys.stderr)
+                    code = proc.returncode or 1
+                    stopping = True
+            time.sleep(0.2)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 25
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return code

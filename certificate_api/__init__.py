@@ -1,0 +1,1 @@
+"""The certificate service: a two-level CA behind a FastAPI app."""

@@ -1,0 +1,1 @@
+"""The CA itself: creating, importing and loading the root and issuing intermediate."""

@@ -1,0 +1,1 @@
+"""Issuing, reading, listing, holding and revoking customers' certificates."""

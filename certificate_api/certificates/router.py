@@ -1,0 +1,228 @@
+"""HTTP routes of certificates: parse, call the service, shape the reply."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response
+
+from certificate_api.certificates import issuance, service
+from certificate_api.certificates.schemas import (
+    CertificateCreate,
+    CertificateCreated,
+    CertificateOut,
+    CertificatePage,
+    CertificateUpdate,
+    RevokeRequest,
+    StatusName,
+)
+from certificate_api.deps import CurrentActor, RuntimeDep, SessionDep
+from certificate_api.errors import Gone, problems
+from schema.base import utcnow
+from schema.certificates import Certificate, Status
+
+router = APIRouter(prefix="/api/certificates", tags=["certificates"])
+PEM_CHAIN = "application/pem-certificate-chain"
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key", max_length=255, description="retry safely: same key, same result"
+    ),
+]
+
+
+def shape(cert: Certificate, chain_pem: str) -> dict[str, Any]:
+    """The contract's certificate object."""
+    now = utcnow()
+    return {
+        "id": cert.id,
+        "account_id": cert.account_id,
+        "serial_number": cert.serial_number,
+        "common_name": cert.common_name,
+        "dns_names": cert.dns_names,
+        "ip_addresses": cert.ip_addresses,
+        "key_type": cert.key_type,
+        "is_active": cert.is_active,
+        "status": cert.status_at(now).value,
+        "revocation_reason": cert.revocation_reason,
+        "not_before": cert.not_before,
+        "not_after": cert.not_after,
+        "certificate_pem": cert.certificate_pem,
+        "chain_pem": chain_pem,
+        "has_private_key": cert.has_private_key,
+        "created_at": cert.created_at,
+        "updated_at": cert.updated_at,
+    }
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=CertificateCreated,
+    response_model_exclude_none=False,
+    summary="Issue a certificate",
+    responses=problems(400, 401, 413, 415, 422, 503),
+)
+def issue_certificate(
+    body: CertificateCreate,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    actor: CurrentActor,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Issue for the calling account. Without `csr` the service makes the key pair and this
+    reply (only this one) carries `private_key_pem`; with `csr` the key stays with you."""
+    settings = runtime.settings
+    ttl = timedelta(hours=settings.idempotency_ttl_hours)
+    fingerprint = service.request_fingerprint(body.model_dump())
+    cert = service.replay(session, actor, "issue", idempotency_key, fingerprint, ttl)
+    key_pem: str | None = None
+    if cert is None:
+        order = issuance.prepare(
+            body.common_name,
+            body.dns_names,
+            body.ip_addresses,
+            body.key_type,
+            body.validity_days,
+            body.csr,
+            body.is_active,
+            settings.default_validity_days,
+            settings.max_validity_days,
+        )
+        session.rollback()  # hold no connection while signing
+        issued = issuance.sign(order, runtime.ca, settings.public_base_url)
+        cert, new = service.store_issued(
+            session, runtime.keyring, actor, order, issued, idempotency_key, fingerprint, ttl
+        )
+        if new and issued.private_key_pem is not None:
+            key_pem = issued.private_key_pem.decode()
+    if key_pem is None and cert.has_private_key:
+        # A replay: the same key as the first reply, unsealed from its row.
+        key_pem = service.private_key_pem(session, runtime.keyring, cert)
+    reply = shape(cert, runtime.ca.chain_pem)
+    reply["private_key_pem"] = key_pem
+    return reply
+
+
+def _etag(cert: Certificate, variant: str) -> str:
+    state = f"{cert.id}|{cert.updated_at.isoformat()}|{cert.status.value}|{variant}"
+    return '"' + hashlib.sha256(state.encode()).hexdigest()[:32] + '"'
+
+
+@router.get(
+    "/{certificate_id}",
+    response_model=CertificateOut,
+    summary="Fetch a certificate",
+    responses={
+        200: {
+            "content": {PEM_CHAIN: {"example": "-----BEGIN CERTIFICATE-----\n..."}},
+            "description": "JSON, or the PEM leaf and chain with "
+            "`Accept: application/pem-certificate-chain`",
+        },
+        304: {"description": "not modified since the ETag given in If-None-Match"},
+        **problems(401, 404, 422),
+    },
+)
+def get_certificate(
+    certificate_id: uuid.UUID,
+    request: Request,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    actor: CurrentActor,
+) -> Response:
+    """The certificate as JSON, or as PEM (leaf then chain). Carries an ETag."""
+    cert = service.get_visible(session, certificate_id, actor)
+    wants_pem = PEM_CHAIN in request.headers.get("accept", "")
+    etag = _etag(cert, "pem" if wants_pem else "json")
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Accept"}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    if wants_pem:
+        return Response(
+            cert.certificate_pem + runtime.ca.chain_pem, media_type=PEM_CHAIN, headers=headers
+        )
+    body = CertificateOut.model_validate(shape(cert, runtime.ca.chain_pem)).model_dump_json()
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@router.get(
+    "", response_model=CertificatePage, summary="List certificates", responses=problems(401, 422)
+)
+def list_certificates(
+    runtime: RuntimeDep,
+    session: SessionDep,
+    actor: CurrentActor,
+    active: Annotated[bool | None, Query(description="only active (true) or not active")] = None,
+    status: Annotated[StatusName | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    account_id: Annotated[uuid.UUID | None, Query(description="admins: one account")] = None,
+) -> dict[str, Any]:
+    """Your certificates (admins: anyone's), newest first, a page at a time."""
+    rows, next_cursor = service.list_page(
+        session, actor, account_id, active, Status(status) if status else None, cursor, limit
+    )
+    return {"items": [shape(c, runtime.ca.chain_pem) for c in rows], "next_cursor": next_cursor}
+
+
+@router.patch(
+    "/{certificate_id}",
+    response_model=CertificateOut,
+    summary="Hold or release a certificate",
+    responses=problems(401, 404, 409, 422),
+)
+def update_certificate(
+    certificate_id: uuid.UUID,
+    body: CertificateUpdate,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    actor: CurrentActor,
+) -> dict[str, Any]:
+    """`is_active: false` holds it (CRL/OCSP say certificateHold); `true` releases it."""
+    cert = service.get_visible(session, certificate_id, actor, for_update=True)
+    return shape(service.set_active(session, cert, body.is_active, actor), runtime.ca.chain_pem)
+
+
+@router.post(
+    "/{certificate_id}/revoke",
+    response_model=CertificateOut,
+    summary="Revoke a certificate for good",
+    responses=problems(401, 404, 409, 422),
+)
+def revoke_certificate(
+    certificate_id: uuid.UUID,
+    body: RevokeRequest,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    actor: CurrentActor,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Permanent revocation with an RFC 5280 reason; it shows on the next CRL and in OCSP."""
+    fingerprint = service.request_fingerprint({"id": str(certificate_id), **body.model_dump()})
+    ttl = timedelta(hours=runtime.settings.idempotency_ttl_hours)
+    cert = service.get_visible(session, certificate_id, actor, for_update=True)
+    replayed = service.replay(session, actor, "revoke", idempotency_key, fingerprint, ttl)
+    if replayed is None:
+        cert = service.revoke(session, cert, body.reason, actor, idempotency_key, fingerprint)
+    return shape(cert, runtime.ca.chain_pem)
+
+
+@router.get(
+    "/{certificate_id}/private-key",
+    summary="Download the private key",
+    response_class=Response,
+    responses={200: {"content": {"application/x-pem-file": {}}}, **problems(401, 404, 410, 422)},
+)
+def get_private_key(
+    certificate_id: uuid.UUID, runtime: RuntimeDep, session: SessionDep, actor: CurrentActor
+) -> Response:
+    """The PKCS#8 key the service made, to its owner only; 410 once destroyed or for a CSR."""
+    cert = service.get_owned(session, certificate_id, actor)
+    pem = service.private_key_pem(session, runtime.keyring, cert)
+    if pem is None:
+        raise Gone("the private key was destroyed or never held (CSR)")
+    return Response(pem, media_type="application/x-pem-file", headers={"Cache-Control": "no-store"})

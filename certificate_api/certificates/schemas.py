@@ -1,0 +1,121 @@
+"""Request and response bodies of the certificate routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from schema.base import rfc3339
+
+Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]
+KeyTypeName = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
+StatusName = Literal["active", "inactive", "revoked", "expired"]
+RevocationReason = Literal[
+    "unspecified",
+    "keyCompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "privilegeWithdrawn",
+]
+
+EXAMPLE_PEM = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"
+
+
+class CertificateCreate(BaseModel):
+    """A certificate request: names, and either a key type (we make the key) or a CSR."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "common_name": "www.example.com",
+                    "dns_names": ["example.com"],
+                    "key_type": "ec-p256",
+                    "validity_days": 90,
+                },
+                {
+                    "common_name": "api.example.com",
+                    "csr": "-----BEGIN CERTIFICATE REQUEST-----\n...\n"
+                    "-----END CERTIFICATE REQUEST-----",
+                },
+            ]
+        },
+    )
+
+    common_name: str = Field(
+        min_length=1, max_length=253, description="a DNS name or IP address; also put in the SANs"
+    )
+    dns_names: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list, max_length=100
+    )
+    ip_addresses: list[Annotated[str, Field(min_length=1, max_length=45)]] = Field(
+        default_factory=list, max_length=100
+    )
+    key_type: KeyTypeName | None = Field(
+        default=None, description="default ec-p256; with a CSR, must match the CSR's key if given"
+    )
+    validity_days: int | None = Field(
+        default=None, ge=1, description="1 to MAX_VALIDITY_DAYS, default 90"
+    )
+    csr: str | None = Field(default=None, max_length=32768, description="PEM PKCS#10 request")
+    is_active: bool = True
+
+
+class CertificateUpdate(BaseModel):
+    """Hold (false) or release (true) a certificate."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"is_active": False}]}
+    )
+
+    is_active: bool
+
+
+class RevokeRequest(BaseModel):
+    """Permanent revocation with an RFC 5280 reason."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "keyCompromise"}]}
+    )
+
+    reason: RevocationReason
+
+
+class CertificateOut(BaseModel):
+    """A certificate as clients see it."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    serial_number: str = Field(description="lowercase hex, no separators")
+    common_name: str
+    dns_names: list[str]
+    ip_addresses: list[str]
+    key_type: str
+    is_active: bool
+    status: StatusName
+    revocation_reason: str | None
+    not_before: Timestamp
+    not_after: Timestamp
+    certificate_pem: str
+    chain_pem: str = Field(description="issuing CA certificates, leaf excluded, nearest first")
+    has_private_key: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class CertificateCreated(CertificateOut):
+    """The 201 of an issuance; carries the private key only when the service made it."""
+
+    private_key_pem: str | None = Field(default=None, description="PKCS#8 PEM; only in this reply")
+
+
+class CertificatePage(BaseModel):
+    """One page of a list, newest first."""
+
+    items: list[CertificateOut]
+    next_cursor: str | None

@@ -1,0 +1,356 @@
+"""Certificate rules: issue, read, list, hold and release, revoke. No FastAPI here."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import Select, and_, delete, false, not_, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from certificate_api.certificates.issuance import Issued, IssueOrder
+from certificate_api.errors import Conflict, NotFound, Unprocessable
+from certificate_api.pki.sealing import Keyring, SealedKey, seal, unseal
+from schema.accounts import Account, Role
+from schema.base import utcnow
+from schema.certificates import (
+    Certificate,
+    CertificateHistory,
+    CertificateKey,
+    IdempotencyKey,
+    Status,
+    certificate_event_data,
+)
+from schema.events import EventType, record_event
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: an account and whether it is an admin."""
+
+    id: uuid.UUID
+    is_admin: bool
+
+    @classmethod
+    def of(cls, account: Account) -> Actor:
+        """The actor for an account row."""
+        return cls(account.id, account.role is Role.ADMIN)
+
+
+def request_fingerprint(body: dict[str, Any]) -> str:
+    """A stable hash of a request body, to tell a true retry from a reused key."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _history(
+    cert: Certificate,
+    action: str,
+    before: Status | None,
+    actor: uuid.UUID | None,
+    now: datetime,
+    reason: str | None = None,
+) -> CertificateHistory:
+    return CertificateHistory(
+        certificate_id=cert.id,
+        action=action,
+        from_status=before.value if before else None,
+        to_status=cert.status_at(now).value,
+        reason=reason,
+        actor_id=actor,
+        at=now,
+    )
+
+
+# --- idempotency ---------------------------------------------------------------------------
+
+
+def replay(
+    session: Session,
+    actor: Actor,
+    operation: str,
+    key: str | None,
+    fingerprint: str,
+    ttl: timedelta,
+) -> Certificate | None:
+    """The certificate a repeated `Idempotency-Key` produced, or None for a new key."""
+    if key is None:
+        return None
+    remembered = session.get(IdempotencyKey, (actor.id, operation, key))
+    if remembered is None:
+        return None
+    if remembered.created_at < utcnow() - ttl:
+        session.delete(remembered)  # expired: the key may be used afresh
+        session.flush()
+        return None
+    if remembered.request_hash != fingerprint:
+        raise Unprocessable.field(
+            ["header", "Idempotency-Key"], "this key was already used with a different request body"
+        )
+    cert = session.get(Certificate, remembered.certificate_id)
+    assert cert is not None
+    return cert
+
+
+def _remember(
+    session: Session,
+    actor: Actor,
+    operation: str,
+    key: str | None,
+    fingerprint: str,
+    cert_id: uuid.UUID,
+    status_code: int,
+) -> None:
+    if key is not None:
+        session.add(
+            IdempotencyKey(
+                account_id=actor.id,
+                operation=operation,
+                key=key,
+                request_hash=fingerprint,
+                certificate_id=cert_id,
+                status_code=status_code,
+            )
+        )
+
+
+# --- issuance -------------------------------------------------------------------------------
+
+
+def store_issued(
+    session: Session,
+    keyring: Keyring,
+    actor: Actor,
+    order: IssueOrder,
+    issued: Issued,
+    idempotency_key: str | None,
+    fingerprint: str,
+    ttl: timedelta,
+) -> tuple[Certificate, bool]:
+    """Persist a signed certificate with its sealed key, history, event and idempotency record.
+
+    Returns the certificate and whether it is new; a concurrent request with the same
+    `Idempotency-Key` that committed first wins, and its certificate is returned instead.
+    """
+    now = utcnow()
+    cert = Certificate(
+        id=issued.id,
+        account_id=actor.id,
+        issuer_id=issued.issuer_id,
+        serial_number=issued.serial_number,
+        common_name=order.common_name,
+        dns_names=list(order.dns_names),
+        ip_addresses=[str(ip) for ip in order.ip_addresses],
+        key_type=issued.key_type.value,
+        is_active=order.is_active,
+        held_at=None if order.is_active else now,
+        not_before=issued.certificate.not_valid_before_utc,
+        not_after=issued.certificate.not_valid_after_utc,
+        certificate_pem=issued.certificate.public_bytes(serialization.Encoding.PEM).decode(),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(cert)
+    if issued.private_key_pem is not None:
+        sealed = seal(keyring, issued.private_key_pem, cert.id.bytes)
+        session.add(
+            CertificateKey(
+                certificate_id=cert.id,
+                key_id=sealed.key_id,
+                nonce=sealed.nonce,
+                ciphertext=sealed.ciphertext,
+            )
+        )
+    session.add(_history(cert, "issued", None, actor.id, now))
+    record_event(session, EventType.CERTIFICATE_CREATED, cert.id, certificate_event_data(cert, now))
+    _remember(session, actor, "issue", idempotency_key, fingerprint, cert.id, 201)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        winner = replay(session, actor, "issue", idempotency_key, fingerprint, ttl)
+        if winner is None:
+            raise  # not an idempotency race (a serial collision): let it surface
+        return winner, False
+    cert.has_private_key = issued.private_key_pem is not None
+    return cert, True
+
+
+def private_key_pem(session: Session, keyring: Keyring, cert: Certificate) -> str | None:
+    """The certificate's private key, unsealed, or None when not held."""
+    row = session.get(CertificateKey, cert.id)
+    if row is None:
+        return None
+    return unseal(keyring, SealedKey(row.key_id, row.nonce, row.ciphertext), cert.id.bytes).decode()
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def get_visible(
+    session: Session, certificate_id: uuid.UUID, actor: Actor, for_update: bool = False
+) -> Certificate:
+    """A certificate the actor may see (owner or admin); anything else is 404."""
+    query = select(Certificate).where(Certificate.id == certificate_id)
+    if not actor.is_admin:
+        query = query.where(Certificate.account_id == actor.id)
+    if for_update:
+        query = query.with_for_update()
+    cert = session.scalars(query).first()
+    if cert is None:
+        raise NotFound("no such certificate")
+    return cert
+
+
+def get_owned(session: Session, certificate_id: uuid.UUID, actor: Actor) -> Certificate:
+    """A certificate the actor owns (admins included only for their own)."""
+    return get_visible(session, certificate_id, Actor(actor.id, is_admin=False))
+
+
+def status_filter(status: Status, now: datetime) -> Any:
+    """SQL for "has this status now"."""
+    live = and_(Certificate.revoked_at.is_(None), Certificate.not_after > now)
+    return {
+        Status.ACTIVE: and_(live, Certificate.is_active.is_(True)),
+        Status.INACTIVE: and_(live, Certificate.is_active.is_(False)),
+        Status.REVOKED: Certificate.revoked_at.is_not(None),
+        Status.EXPIRED: and_(Certificate.revoked_at.is_(None), Certificate.not_after <= now),
+    }[status]
+
+
+def encode_cursor(cert: Certificate) -> str:
+    """An opaque cursor after this certificate."""
+    raw = f"{cert.created_at.isoformat()}|{cert.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) a cursor points after; 422 when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, ident = raw.partition("|")
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("naive")
+        return moment, uuid.UUID(ident)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise Unprocessable.field(["query", "cursor"], "not a cursor from this API") from None
+
+
+def list_query(
+    actor: Actor,
+    account_id: uuid.UUID | None,
+    active: bool | None,
+    status: Status | None,
+    cursor: str | None,
+    limit: int,
+) -> Select[Certificate]:
+    """Newest first, by keyset on (created_at, id), so pages stay stable under inserts."""
+    now = utcnow()
+    owner = account_id if actor.is_admin else actor.id
+    query = select(Certificate)
+    if owner is not None:
+        query = query.where(Certificate.account_id == owner)
+    if not actor.is_admin and account_id not in (None, actor.id):
+        query = query.where(false())  # a customer never sees another account's list
+    if active is True:
+        query = query.where(status_filter(Status.ACTIVE, now))
+    elif active is False:
+        query = query.where(not_(status_filter(Status.ACTIVE, now)))
+    if status is not None:
+        query = query.where(status_filter(status, now))
+    if cursor is not None:
+        created, ident = decode_cursor(cursor)
+        query = query.where(tuple_(Certificate.created_at, Certificate.id) < (created, ident))
+    return query.order_by(Certificate.created_at.desc(), Certificate.id.desc()).limit(limit + 1)
+
+
+def list_page(
+    session: Session,
+    actor: Actor,
+    account_id: uuid.UUID | None,
+    active: bool | None,
+    status: Status | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Certificate], str | None]:
+    """One page and the cursor of the next (None at the end)."""
+    rows = list(session.scalars(list_query(actor, account_id, active, status, cursor, limit)))
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(rows[limit - 1])
+    return rows, None
+
+
+# --- state changes --------------------------------------------------------------------------
+
+
+def set_active(session: Session, cert: Certificate, active: bool, actor: Actor) -> Certificate:
+    """Hold (false) or release (true); no change, no event; revoked or expired: 409."""
+    now = utcnow()
+    before = cert.status_at(now)
+    if cert.is_active == active:
+        session.rollback()  # release the row lock
+        return cert
+    if before in (Status.REVOKED, Status.EXPIRED):
+        session.rollback()
+        raise Conflict(
+            f"a {before.value} certificate cannot be {'activated' if active else 'deactivated'}"
+        )
+    cert.is_active = active
+    cert.held_at = None if active else now
+    cert.updated_at = now
+    session.add(
+        _history(
+            cert,
+            "released" if active else "held",
+            before,
+            actor.id,
+            now,
+            None if active else "certificateHold",
+        )
+    )
+    event = EventType.CERTIFICATE_ACTIVATED if active else EventType.CERTIFICATE_DEACTIVATED
+    record_event(session, event, cert.id, certificate_event_data(cert, now))
+    session.commit()  # the change and its event commit together
+    return cert
+
+
+def revoke(
+    session: Session,
+    cert: Certificate,
+    reason: str,
+    actor: Actor | None,
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
+    destroy_key: bool = False,
+) -> Certificate:
+    """Revoke for good (a held certificate too); revoking twice is 409."""
+    now = utcnow()
+    before = cert.status_at(now)
+    if before is Status.REVOKED:
+        session.rollback()
+        raise Conflict("the certificate is already revoked")
+    cert.revoked_at = now
+    cert.revocation_reason = reason
+    cert.updated_at = now
+    session.add(_history(cert, "revoked", before, actor.id if actor else None, now, reason))
+    record_event(session, EventType.CERTIFICATE_REVOKED, cert.id, certificate_event_data(cert, now))
+    if destroy_key:
+        session.execute(delete(CertificateKey).where(CertificateKey.certificate_id == cert.id))
+    if actor is not None:
+        _remember(session, actor, "revoke", idempotency_key, fingerprint, cert.id, 200)
+    session.commit()
+    return cert
+
+
+def parse_ip_text(value: str) -> str:
+    """Canonical text of an IP address (for storage and comparison)."""
+    return str(ipaddress.ip_address(value))

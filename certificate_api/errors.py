@@ -1,0 +1,183 @@
+"""One error family, turned into RFC 9457 problem+json by one set of handlers."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from schema.logs import request_id_var
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+
+
+class ApiError(Exception):
+    """An error a client should see, with its status and a clear detail."""
+
+    status = 400
+    title = "Bad Request"
+
+    def __init__(
+        self,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+        self.errors = errors
+
+
+class NotFound(ApiError):
+    status, title = 404, "Not Found"
+
+
+class Conflict(ApiError):
+    status, title = 409, "Conflict"
+
+
+class Gone(ApiError):
+    status, title = 410, "Gone"
+
+
+class Unauthorized(ApiError):
+    status, title = 401, "Unauthorized"
+
+    def __init__(self, detail: str = "missing, invalid or expired access token") -> None:
+        super().__init__(detail, {"WWW-Authenticate": 'Bearer realm="tessera"'})
+
+
+class Forbidden(ApiError):
+    status, title = 403, "Forbidden"
+
+
+class Unprocessable(ApiError):
+    status, title = 422, "Unprocessable Content"
+
+    @classmethod
+    def field(cls, loc: Sequence[str | int], msg: str) -> Unprocessable:
+        """A 422 naming one field."""
+        return cls(
+            f"invalid request: {'.'.join(map(str, loc))}: {msg}",
+            errors=[{"loc": list(loc), "msg": msg}],
+        )
+
+
+class ServiceUnavailable(ApiError):
+    status, title = 503, "Service Unavailable"
+
+
+def problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
+    """A problem+json response."""
+    import orjson
+
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _field_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
+    # Never echo the rejected input: it may be a key or a password.
+    return [{"loc": list(err["loc"]), "msg": err["msg"]} for err in errors]
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    """Make every failure problem+json, including FastAPI's and Starlette's own."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> Response:
+        extra = {"errors": exc.errors} if exc.errors else {}
+        return problem(exc.status, exc.title, exc.detail, exc.headers, **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
+        errors = _field_errors(exc.errors())
+        if any(err["msg"].startswith("JSON decode error") for err in errors):
+            return problem(400, "Bad Request", "request body is not valid JSON")
+        fields = ", ".join(".".join(map(str, err["loc"])) for err in errors)
+        return problem(422, "Unprocessable Content", f"invalid request: {fields}", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+        detail = {404: "no such resource", 405: "method not allowed on this resource"}.get(
+            exc.status_code, str(exc.detail)
+        )
+        title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
+        return problem(exc.status_code, title, detail, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> Response:
+        request_id = request_id_var.get() or str(uuid.uuid4())
+        log.exception("unhandled error")
+        return problem(
+            500,
+            "Internal Server Error",
+            f"an unexpected error occurred; quote request id {request_id}",
+            request_id=request_id,
+        )
+
+
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "example": "about:blank"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                    },
+                    "msg": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_EXAMPLES = {
+    400: "request body is not valid JSON",
+    401: "missing, invalid or expired access token",
+    404: "no such certificate",
+    409: "a revoked certificate cannot be activated",
+    410: "the private key was destroyed or never held",
+    413: "request body is larger than the 64 KiB limit",
+    415: "request body must be application/json",
+    422: "invalid request: body.dns_names.0: 'exa mple.com': label 'exa mple' must be ...",
+    503: "the service is at capacity; retry shortly",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` documenting each status as problem+json with an example."""
+    return {
+        status: {
+            "description": _EXAMPLES.get(status, "error"),
+            "content": {
+                PROBLEM: {
+                    "schema": _PROBLEM_SCHEMA,
+                    "example": {
+                        "type": "about:blank",
+                        "title": "",
+                        "status": status,
+                        "detail": _EXAMPLES.get(status, ""),
+                    },
+                }
+            },
+        }
+        for status in statuses
+    }

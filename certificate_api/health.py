@@ -1,0 +1,44 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy import text
+
+from certificate_api.errors import problem
+from schema.metrics import render_metrics
+
+router = APIRouter(include_in_schema=True, tags=["operations"])
+log = logging.getLogger(__name__)
+
+
+@router.get("/healthz", summary="The process is up")
+def healthz() -> dict[str, str]:
+    """Always 200 while the process serves requests."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="The database is reachable",
+    responses={503: {"description": "database unreachable"}},
+)
+def readyz(request: Request) -> Response:
+    """200 when a query succeeds, 503 otherwise."""
+    try:
+        with request.app.state.runtime.sessions() as session:
+            session.execute(text("SELECT 1"))
+    except Exception:  # any failure to reach it means not ready
+        log.warning("database unreachable", exc_info=True)
+        return problem(503, "Service Unavailable", "database unreachable", {"Retry-After": "5"})
+    return Response('{"status":"ready"}', media_type="application/json")
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics() -> Response:
+    """Prometheus exposition text."""
+    payload, content_type = render_metrics()
+    return Response(payload, media_type=content_type)

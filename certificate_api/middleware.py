@@ -1,0 +1,124 @@
+"""The edge of every request: id, size and type checks, load shedding, metrics, access log."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from certificate_api.errors import problem
+from schema.logs import request_id_var
+from schema.metrics import observe_request
+
+access_log = logging.getLogger("tessera.access")
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Routes whose bodies are not JSON (OCSP takes DER).
+_RAW_BODY_PATHS = ("/api/ocsp",)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class EdgeMiddleware:
+    """Pure ASGI, so it adds little to each request."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_in_flight: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id", b"")
+        request_id = incoming.decode() if _REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status_holder = [500]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            rejection = self._reject(scope, headers)
+            if rejection is not None:
+                await rejection(scope, receive, send_wrapper)
+                return
+            self.in_flight += 1
+            try:
+                await self.app(scope, self._limited(receive), send_wrapper)
+            except _TooLarge:
+                await self._too_large()(scope, receive, send_wrapper)
+            finally:
+                self.in_flight -= 1
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            observe_request("certificate", scope["method"], template, status_holder[0], elapsed)
+            access_log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status_holder[0],
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "client": (scope.get("client") or ("", 0))[0],
+                },
+            )
+            request_id_var.reset(token)
+
+    def _too_large(self) -> Any:
+        return problem(
+            413,
+            "Content Too Large",
+            f"request body is larger than the {self.max_body_bytes // 1024} KiB limit",
+        )
+
+    def _reject(self, scope: Scope, headers: dict[bytes, bytes]) -> Any:
+        if self.in_flight >= self.max_in_flight:
+            return problem(
+                503,
+                "Service Unavailable",
+                "the service is at capacity; retry shortly",
+                {"Retry-After": "1"},
+            )
+        if scope["method"] not in _BODY_METHODS:
+            return None
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            return self._too_large()
+        if scope["path"].startswith(_RAW_BODY_PATHS):
+            return None
+        media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        has_body = length not in (None, b"0") or b"transfer-encoding" in headers
+        if has_body and media_type != b"application/json":
+            return problem(415, "Unsupported Media Type", "request body must be application/json")
+        return None
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise _TooLarge
+            return message
+
+        return wrapped

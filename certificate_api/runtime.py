@@ -1,0 +1,67 @@
+"""What requests share, built once in the lifespan: database, keys, the issuing CA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from certificate_api.authority import service as authority
+from certificate_api.authority.service import IssuingCa
+from certificate_api.pki.sealing import Keyring, parse_keyring
+from certificate_api.settings import CertificateSettings
+from schema import keyfiles
+from schema.db import make_engine, make_sessionmaker
+
+
+@dataclass
+class Runtime:
+    """One app's shared state."""
+
+    settings: CertificateSettings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    verify_key: bytes
+    keyring: Keyring
+    ca: IssuingCa
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+
+def keyring_from(settings: CertificateSettings) -> Keyring:
+    """The master keys from settings, or generated into var/ on first start."""
+    configured = settings.master_keys.get_secret_value() if settings.master_keys else None
+    return parse_keyring(
+        keyfiles.master_keys_text(settings.var_dir, configured, settings.master_keys_file)
+    )
+
+
+def build_runtime(settings: CertificateSettings) -> Runtime:
+    """Connect, read keys, load the CA (creating it on first start)."""
+    engine = make_engine(
+        settings.effective_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+    )
+    sessions = make_sessionmaker(engine)
+    keyring = keyring_from(settings)
+    with sessions() as session:
+        ca = authority.ensure(
+            session,
+            keyring,
+            settings.ca_name,
+            settings.ca_root_key_type,
+            settings.ca_intermediate_key_type,
+        )
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        verify_key=keyfiles.token_verify_key(settings),
+        keyring=keyring,
+        ca=ca,
+    )

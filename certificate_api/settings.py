@@ -1,0 +1,30 @@
+"""Certificate service settings: the shared ones plus the CA, key sealing and revocation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from schema.settings import CommonSettings
+
+
+class CertificateSettings(CommonSettings):
+    """Settings of the certificate service (environment and `.env`)."""
+
+    # Master keys sealing private keys at rest: `id:base64` lines, the current one first.
+    master_keys: SecretStr | None = None
+    master_keys_file: Path | None = None
+
+    default_validity_days: int = Field(default=90, ge=1)
+    ca_name: str = "Tessera"
+    ca_root_key_type: str = "ec-p384"
+    ca_intermediate_key_type: str = "ec-p256"
+
+    crl_validity_hours: int = Field(default=24, ge=1)
+    ocsp_validity_hours: int = Field(default=24, ge=1)
+    ocsp_responder_validity_days: int = Field(default=30, ge=2)
+
+    # Requests in progress beyond this get 503 with Retry-After instead of queueing forever.
+    max_in_flight: int = Field(default=256, ge=1)
+    idempotency_ttl_hours: int = Field(default=24, ge=1)

@@ -1,0 +1,1 @@
+"""Delivering outbox events to the external system: signed, retried, in order."""

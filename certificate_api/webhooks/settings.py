@@ -1,0 +1,28 @@
+"""Settings of the delivery worker."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from schema.settings import CommonSettings
+
+
+class WorkerSettings(CommonSettings):
+    """How events are claimed, sent and retried."""
+
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    webhook_backoff_cap_seconds: float = Field(default=3600.0, gt=0)
+    # Retried for at least this long before the event is marked failed.
+    webhook_retry_for_seconds: float = Field(default=26 * 3600.0, gt=0)
+    webhook_poll_seconds: float = Field(default=0.2, gt=0)
+    webhook_batch_size: int = Field(default=64, ge=1)
+    webhook_concurrency: int = Field(default=16, ge=1)
+    # A claimed event is the worker's until then; a killed worker's events come back after it.
+    webhook_lease_seconds: float | None = Field(default=None, gt=0)
+    webhook_metrics_port: int = Field(default=0, ge=0, description="0: no metrics endpoint")
+
+    @property
+    def lease_seconds(self) -> float:
+        """The claim lease: longer than an attempt can take."""
+        return self.webhook_lease_seconds or self.webhook_timeout_seconds * 2 + 5

@@ -1,0 +1,1 @@
+"""The one definition of the database schema and settings shared by both services."""

@@ -1,0 +1,220 @@
+"""Issued certificates, their sealed private keys, their audit history, and the CAs."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    exists,
+    select,
+    text,
+)
+from sqlalchemy.orm import Mapped, column_property, mapped_column
+
+from schema.base import BIGINT_PK, Base, utcnow
+
+
+class Status(enum.StrEnum):
+    """A certificate's state as clients see it; derived, never stored."""
+
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class CaRole(enum.StrEnum):
+    """What a CA row is for."""
+
+    ROOT = "root"
+    INTERMEDIATE = "intermediate"
+    OCSP_RESPONDER = "ocsp_responder"
+
+
+class CertificateAuthority(Base):
+    """A CA certificate with its sealed key; the current intermediate issues leaves."""
+
+    __tablename__ = "certificate_authorities"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    role: Mapped[str] = mapped_column(String(32))
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("certificate_authorities.id"), default=None
+    )
+    subject: Mapped[str] = mapped_column(String(500))
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    not_after: Mapped[datetime]
+    # A root imported without its key can still anchor the chain; it just cannot sign.
+    key_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    key_nonce: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    key_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    is_current: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        # One current CA per role: concurrent first starts cannot both create one.
+        Index(
+            "uq_certificate_authorities_current_role",
+            "role",
+            unique=True,
+            postgresql_where=text("is_current"),
+            sqlite_where=text("is_current"),
+        ),
+    )
+
+
+class CertificateKey(Base):
+    """A server-generated private key, AES-GCM sealed and bound to its certificate's id."""
+
+    __tablename__ = "certificate_keys"
+
+    certificate_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("certificates.id", ondelete="CASCADE"), primary_key=True
+    )
+    key_id: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_certificate_keys_key_id", "key_id"),)
+
+
+class Certificate(Base):
+    """A leaf certificate issued to an account."""
+
+    __tablename__ = "certificates"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    issuer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("certificate_authorities.id"))
+    serial_number: Mapped[str] = mapped_column(String(40), unique=True)
+    common_name: Mapped[str] = mapped_column(String(255))
+    dns_names: Mapped[list[str]] = mapped_column(JSON, default=list)
+    ip_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    key_type: Mapped[str] = mapped_column(String(16))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    # When the current hold began (is_active false); it is the CRL/OCSP revocation time.
+    held_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    not_before: Mapped[datetime]
+    not_after: Mapped[datetime]
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    # Loaded in the same SELECT as the row: no second round trip on fetch or list.
+    has_private_key: Mapped[bool] = column_property(
+        exists(
+            select(CertificateKey.certificate_id)
+            .where(CertificateKey.certificate_id == id)
+            .correlate_except(CertificateKey)
+        )
+    )
+
+    __table_args__ = (
+        # Listing an account's certificates, newest first, by keyset.
+        Index("ix_certificates_account_id_created_at_id", "account_id", "created_at", "id"),
+        # The hot query: an account's active certificates.
+        Index(
+            "ix_certificates_active_account_id_created_at_id",
+            "account_id",
+            "created_at",
+            "id",
+            postgresql_where=text("is_active AND revoked_at IS NULL"),
+            sqlite_where=text("is_active AND revoked_at IS NULL"),
+        ),
+        # The CRL: every held or revoked certificate.
+        Index(
+            "ix_certificates_off_serial_number",
+            "issuer_id",
+            "serial_number",
+            postgresql_where=text("NOT is_active OR revoked_at IS NOT NULL"),
+            sqlite_where=text("NOT is_active OR revoked_at IS NOT NULL"),
+        ),
+    )
+
+    def status_at(self, now: datetime) -> Status:
+        """Derive the status: revoked, then expired, then the hold flag."""
+        if self.revoked_at is not None:
+            return Status.REVOKED
+        if self.not_after <= now:
+            return Status.EXPIRED
+        return Status.ACTIVE if self.is_active else Status.INACTIVE
+
+    @property
+    def status(self) -> Status:
+        """The status now."""
+        return self.status_at(utcnow())
+
+
+class CertificateHistory(Base):
+    """Append-only audit trail: every state change, who made it, from what to what."""
+
+    __tablename__ = "certificate_history"
+
+    id: Mapped[int] = mapped_column(BIGINT_PK, primary_key=True, autoincrement=True)
+    certificate_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("certificates.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """A remembered `Idempotency-Key`: which certificate it produced, never a copy of it."""
+
+    __tablename__ = "idempotency_keys"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    certificate_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("certificates.id"))
+    status_code: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class CrlState(Base):
+    """The last CRL built: its number and bytes, reused until a revocation changes."""
+
+    __tablename__ = "crl_state"
+
+    issuer_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("certificate_authorities.id"), primary_key=True
+    )
+    crl_number: Mapped[int] = mapped_column(BIGINT_PK)
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    this_update: Mapped[datetime]
+    next_update: Mapped[datetime]
+    built_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def certificate_event_data(cert: Certificate, now: datetime | None = None) -> dict[str, Any]:
+    """The `data` of a certificate webhook event, as the contract lists it."""
+    status = cert.status_at(now or utcnow())
+    data: dict[str, Any] = {
+        "certificate_id": str(cert.id),
+        "account_id": str(cert.account_id),
+        "serial_number": cert.serial_number,
+        "is_active": cert.is_active,
+        "status": status.value,
+    }
+    if cert.revocation_reason is not None:
+        data["reason"] = cert.revocation_reason
+    elif not cert.is_active and status is Status.INACTIVE:
+        data["reason"] = "certificateHold"
+    return data

@@ -1,0 +1,72 @@
+"""Engines and sessions, the same for both services, the CLI and the worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+
+def normalize_url(url: str) -> str:
+    """Let a plain `postgresql://` URL use psycopg 3, the one driver we ship."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether the URL names an SQLite database."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers and one writer work at once; busy_timeout waits instead of failing.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def engine_options(
+    url: str, pool_size: int = 10, max_overflow: int = 0, pool_timeout: float = 5.0
+) -> dict[str, Any]:
+    """Keyword arguments for `create_engine` (Flask-SQLAlchemy takes the same ones)."""
+    if is_sqlite(url):
+        return {"connect_args": {"check_same_thread": False, "timeout": 10}}
+    return {
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+        "pool_timeout": pool_timeout,
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+    }
+
+
+def install_sqlite_pragmas(engine: Engine) -> None:
+    """Apply the SQLite pragmas on every new connection of this engine."""
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+
+def make_engine(url: str, **pool: Any) -> Engine:
+    """An engine for the URL, with the pragmas or pool settings that fit its backend."""
+    url = normalize_url(url)
+    if is_sqlite(url):
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **engine_options(url, **pool))
+    install_sqlite_pragmas(engine)
+    return engine
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded values after commit, so replies can be built from them."""
+    return sessionmaker(engine, expire_on_commit=False)

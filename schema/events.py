@@ -1,0 +1,105 @@
+"""The transactional outbox: both services record events in the same transaction as the change."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from schema.base import BIGINT_PK, Base, rfc3339, utcnow
+
+
+class EventState(enum.StrEnum):
+    """Where an event is in delivery."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class EventType(enum.StrEnum):
+    """Every event type the external system receives."""
+
+    CERTIFICATE_CREATED = "certificate.created"
+    CERTIFICATE_ACTIVATED = "certificate.activated"
+    CERTIFICATE_DEACTIVATED = "certificate.deactivated"
+    CERTIFICATE_REVOKED = "certificate.revoked"
+    ACCOUNT_DELETED = "account.deleted"
+
+
+class Event(Base):
+    """One change to report. `seq` orders events; `subject_id` groups those that stay in order."""
+
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(BIGINT_PK, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    type: Mapped[str] = mapped_column(String(64))
+    subject_id: Mapped[uuid.UUID]
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default=EventState.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A worker that claimed the event owns it until then; a crashed worker's lease runs out.
+    leased_until: Mapped[datetime | None] = mapped_column(default=None)
+    # Retried until then (default: created_at + the worker's retry window); requeue moves it.
+    retry_until: Mapped[datetime | None] = mapped_column(default=None)
+    last_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (
+        Index(
+            "ix_events_pending_next_attempt_at",
+            "next_attempt_at",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+        Index(
+            "ix_events_pending_subject_id_seq",
+            "subject_id",
+            "seq",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+        Index("ix_events_state_seq", "state", "seq"),
+    )
+
+
+class WebhookEndpoint(Base):
+    """A receiver URL; a 410 from it disables deliveries until an operator re-enables it."""
+
+    __tablename__ = "webhook_endpoints"
+
+    url: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+    disabled_reason: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+def record_event(
+    session: Session, event_type: EventType, subject_id: uuid.UUID, data: dict[str, Any]
+) -> Event:
+    """Add an event to the session; it commits, or rolls back, with the change it reports."""
+    now = utcnow()
+    event = Event(
+        id=uuid.uuid4(),
+        type=event_type.value,
+        subject_id=subject_id,
+        created_at=now,
+        next_attempt_at=now,
+        state=EventState.PENDING.value,
+        attempts=0,
+    )
+    event.payload = {
+        "id": str(event.id),
+        "type": event_type.value,
+        "timestamp": rfc3339(now),
+        "data": data,
+    }
+    session.add(event)
+    return event

@@ -1,0 +1,34 @@
+"""Every table, imported in one place so the metadata is complete wherever it is used."""
+
+from schema.accounts import Account, LoginFailure, Role
+from schema.base import Base
+from schema.certificates import (
+    CaRole,
+    Certificate,
+    CertificateAuthority,
+    CertificateHistory,
+    CertificateKey,
+    CrlState,
+    IdempotencyKey,
+    Status,
+)
+from schema.events import Event, EventState, EventType, WebhookEndpoint
+
+__all__ = [
+    "Account",
+    "Base",
+    "CaRole",
+    "Certificate",
+    "CertificateAuthority",
+    "CertificateHistory",
+    "CertificateKey",
+    "CrlState",
+    "Event",
+    "EventState",
+    "EventType",
+    "IdempotencyKey",
+    "LoginFailure",
+    "Role",
+    "Status",
+    "WebhookEndpoint",
+]
