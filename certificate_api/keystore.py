@@ -14,11 +14,14 @@ from schema.certificates import CertificateAuthority, CertificateKey
 def stale_count(session: Session, keyring: Keyring) -> int:
     """How many sealed keys are not under the current master key."""
     current = keyring.current.key_id
-    keys = session.scalar(select(func.count()).select_from(CertificateKey)
-                          .where(CertificateKey.key_id != current))
-    cas = session.scalar(select(func.count()).select_from(CertificateAuthority)
-                         .where(CertificateAuthority.key_id.is_not(None),
-                                CertificateAuthority.key_id != current))
+    keys = session.scalar(
+        select(func.count()).select_from(CertificateKey).where(CertificateKey.key_id != current)
+    )
+    cas = session.scalar(
+        select(func.count())
+        .select_from(CertificateAuthority)
+        .where(CertificateAuthority.key_id.is_not(None), CertificateAuthority.key_id != current)
+    )
     return int(keys or 0) + int(cas or 0)
 
 
@@ -29,26 +32,32 @@ def rotate(session: Session, keyring: Keyring, batch_size: int = 500) -> Iterato
     names the key that sealed it, so finished rows are simply skipped.
     """
     current = keyring.current.key_id
-    cas = session.scalars(select(CertificateAuthority).where(
-        CertificateAuthority.key_id.is_not(None), CertificateAuthority.key_id != current)).all()
+    cas = session.scalars(
+        select(CertificateAuthority).where(
+            CertificateAuthority.key_id.is_not(None), CertificateAuthority.key_id != current
+        )
+    ).all()
     for ca in cas:
         assert ca.key_id and ca.key_nonce and ca.key_ciphertext
-        sealed = reseal(keyring, SealedKey(ca.key_id, ca.key_nonce, ca.key_ciphertext),
-                        ca.id.bytes)
+        sealed = reseal(keyring, SealedKey(ca.key_id, ca.key_nonce, ca.key_ciphertext), ca.id.bytes)
         ca.key_id, ca.key_nonce, ca.key_ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
     session.commit()
     if cas:
         yield len(cas)
     while True:
         rows = session.scalars(
-            select(CertificateKey).where(CertificateKey.key_id != current)
-            .order_by(CertificateKey.certificate_id).limit(batch_size).with_for_update()
+            select(CertificateKey)
+            .where(CertificateKey.key_id != current)
+            .order_by(CertificateKey.certificate_id)
+            .limit(batch_size)
+            .with_for_update()
         ).all()
         if not rows:
             return
         for row in rows:
-            sealed = reseal(keyring, SealedKey(row.key_id, row.nonce, row.ciphertext),
-                            row.certificate_id.bytes)
+            sealed = reseal(
+                keyring, SealedKey(row.key_id, row.nonce, row.ciphertext), row.certificate_id.bytes
+            )
             row.key_id, row.nonce, row.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
         session.commit()
         yield len(rows)
