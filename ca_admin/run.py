@@ -56,13 +56,13 @@ def metrics_env(var_dir: Path, name: str) -> dict[str, str]:
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
         stale.unlink()
-    return {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory.resolve())}
+    return {"PROMETHEUS_MULTIPROC_DIR": str(directory.resolve())}
 
 
 def supervise(commands: Mapping[str, Sequence[str]], var_dir: Path) -> int:
     """Start every command; when one exits or Ctrl-C comes, stop the rest gracefully."""
     procs = {
-        name: subprocess.Popen(list(cmd), env=metrics_env(var_dir, name))  # noqa: S603
+        name: subprocess.Popen(list(cmd), env={**os.environ, **metrics_env(var_dir, name)})  # noqa: S603
         for name, cmd in commands.items()
     }
     stopping = False
