@@ -14,6 +14,7 @@ from certificate_api.authority.router import router as ca_router
 from certificate_api.certificates.router import router as certificates_router
 from certificate_api.errors import register_error_handlers
 from certificate_api.middleware import EdgeMiddleware
+from certificate_api.revocation.router import router as revocation_router
 from certificate_api.runtime import build_runtime
 from certificate_api.settings import CertificateSettings
 from schema.logs import configure_logging
@@ -54,6 +55,7 @@ def create_app(settings: CertificateSettings | None = None) -> FastAPI:
     )
     app.include_router(certificates_router)
     app.include_router(ca_router)
+    app.include_router(revocation_router)
     app.include_router(health.router)
     _docs_login_via_account_service(app, settings)
     return app

@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from certificate_api.authority import service as authority
 from certificate_api.authority.service import IssuingCa
+from certificate_api.pki.keys import KeyType
 from certificate_api.pki.sealing import Keyring, parse_keyring
+from certificate_api.revocation.service import CrlCache, ResponderKeeper, ensure_crl_state
 from certificate_api.settings import CertificateSettings
 from schema import keyfiles
 from schema.db import make_engine, make_sessionmaker
@@ -25,6 +27,8 @@ class Runtime:
     verify_key: bytes
     keyring: Keyring
     ca: IssuingCa
+    crl_cache: CrlCache
+    responder: ResponderKeeper
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -57,6 +61,7 @@ def build_runtime(settings: CertificateSettings) -> Runtime:
             settings.ca_root_key_type,
             settings.ca_intermediate_key_type,
         )
+        ensure_crl_state(session, ca.id)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -64,4 +69,10 @@ def build_runtime(settings: CertificateSettings) -> Runtime:
         verify_key=keyfiles.token_verify_key(settings),
         keyring=keyring,
         ca=ca,
+        crl_cache=CrlCache(),
+        responder=ResponderKeeper(
+            keyring,
+            KeyType(settings.ocsp_responder_key_type),
+            settings.ocsp_responder_validity_days,
+        ),
     )

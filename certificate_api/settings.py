@@ -22,8 +22,10 @@ class CertificateSettings(CommonSettings):
     ca_intermediate_key_type: str = "ec-p256"
 
     crl_validity_hours: int = Field(default=24, ge=1)
-    ocsp_validity_hours: int = Field(default=24, ge=1)
-    ocsp_responder_validity_days: int = Field(default=30, ge=2)
+    # OCSP answers are valid this long; short, because a hold can be released at any time.
+    ocsp_validity_hours: int = Field(default=1, ge=1)
+    ocsp_responder_key_type: str = "ec-p256"
+    ocsp_responder_validity_days: int = Field(default=30, ge=3)
 
     # Requests in progress beyond this get 503 with Retry-After instead of queueing forever.
     max_in_flight: int = Field(default=256, ge=1)

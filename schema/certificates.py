@@ -15,13 +15,16 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    delete,
     exists,
     select,
     text,
+    update,
 )
-from sqlalchemy.orm import Mapped, column_property, mapped_column
+from sqlalchemy.orm import Mapped, Session, column_property, mapped_column
 
 from schema.base import BIGINT_PK, Base, utcnow
+from schema.events import EventType, record_event
 
 
 class Status(enum.StrEnum):
@@ -188,19 +191,25 @@ class IdempotencyKey(Base):
 
 
 class CrlState(Base):
-    """The last CRL built: its number and bytes, reused until a revocation changes."""
+    """Per issuing CA: a revision bumped by every hold, release and revocation, and the last CRL.
+
+    The cached CRL is current while `built_revision == revision`; a change bumps `revision` in
+    its own transaction, so the next CRL request sees it committed and rebuilds.
+    """
 
     __tablename__ = "crl_state"
 
     issuer_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("certificate_authorities.id"), primary_key=True
     )
-    crl_number: Mapped[int] = mapped_column(BIGINT_PK)
-    fingerprint: Mapped[str] = mapped_column(String(128))
-    der: Mapped[bytes] = mapped_column(LargeBinary)
-    this_update: Mapped[datetime]
-    next_update: Mapped[datetime]
-    built_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revision: Mapped[int] = mapped_column(BIGINT_PK, default=0)
+    built_revision: Mapped[int | None] = mapped_column(BIGINT_PK, default=None)
+    crl_number: Mapped[int] = mapped_column(BIGINT_PK, default=0)
+    der: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    this_update: Mapped[datetime | None] = mapped_column(default=None)
+    next_update: Mapped[datetime | None] = mapped_column(default=None)
+    entries: Mapped[int] = mapped_column(Integer, default=0)
+    built_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 def certificate_event_data(cert: Certificate, now: datetime | None = None) -> dict[str, Any]:
@@ -218,3 +227,73 @@ def certificate_event_data(cert: Certificate, now: datetime | None = None) -> di
     elif not cert.is_active and status is Status.INACTIVE:
         data["reason"] = "certificateHold"
     return data
+
+
+# --- changes both services make -------------------------------------------------------------
+# The certificate service revokes one certificate; the account service revokes all of a deleted
+# account's. Both go through these, so a revocation always has its history row, its event and
+# its CRL revision bump in the same transaction.
+
+
+def history_entry(
+    cert: Certificate,
+    action: str,
+    before: Status | None,
+    actor_id: uuid.UUID | None,
+    now: datetime,
+    reason: str | None = None,
+) -> CertificateHistory:
+    """The audit row of one state change."""
+    return CertificateHistory(
+        certificate_id=cert.id,
+        action=action,
+        from_status=before.value if before else None,
+        to_status=cert.status_at(now).value,
+        reason=reason,
+        actor_id=actor_id,
+        at=now,
+    )
+
+
+def bump_crl_revision(session: Session, issuer_ids: set[uuid.UUID]) -> None:
+    """Mark the CRLs of these issuers stale. Call last before commit: it locks one row."""
+    for issuer_id in sorted(issuer_ids):
+        session.execute(
+            update(CrlState)
+            .where(CrlState.issuer_id == issuer_id)
+            .values(revision=CrlState.revision + 1)
+        )
+
+
+def mark_revoked(
+    session: Session, cert: Certificate, reason: str, actor_id: uuid.UUID | None, now: datetime
+) -> None:
+    """Revoke one certificate in the session: fields, history row and event."""
+    before = cert.status_at(now)
+    cert.revoked_at = now
+    cert.revocation_reason = reason
+    cert.updated_at = now
+    session.add(history_entry(cert, "revoked", before, actor_id, now, reason))
+    record_event(session, EventType.CERTIFICATE_REVOKED, cert.id, certificate_event_data(cert, now))
+
+
+def revoke_account_certificates(
+    session: Session, account_id: uuid.UUID, reason: str, actor_id: uuid.UUID | None, now: datetime
+) -> int:
+    """Revoke every certificate of an account and destroy its stored keys; returns how many
+    were revoked now. The caller commits, with whatever change this belongs to."""
+    certs = session.scalars(
+        select(Certificate)
+        .where(Certificate.account_id == account_id, Certificate.revoked_at.is_(None))
+        .order_by(Certificate.created_at, Certificate.id)
+        .with_for_update()
+    ).all()
+    for cert in certs:
+        mark_revoked(session, cert, reason, actor_id, now)
+    owned = select(Certificate.id).where(Certificate.account_id == account_id)
+    session.execute(
+        delete(CertificateKey).where(CertificateKey.certificate_id.in_(owned)),
+        execution_options={"synchronize_session": False},
+    )
+    bump_crl_revision(session, {cert.issuer_id for cert in certs})
+    return len(certs)

@@ -15,6 +15,7 @@ from account_api.errors import Conflict, NotFound, TooManyRequests, Unauthorized
 from account_api.settings import AccountSettings
 from schema.accounts import Account, Role
 from schema.base import rfc3339, utcnow
+from schema.certificates import revoke_account_certificates
 from schema.events import EventType, record_event
 
 BAD_CREDENTIALS = "incorrect email or password"
@@ -118,10 +119,20 @@ def get_visible(session: Session, account_id: uuid.UUID, actor: Account) -> Acco
     return account
 
 
-def delete_account(session: Session, account: Account, now: datetime | None = None) -> None:
-    """Soft-delete: the row stays for the audit trail, the email is free, an event goes out."""
+def delete_account(
+    session: Session,
+    account: Account,
+    actor_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Soft-delete: the row stays for the audit trail, the email is free, an event goes out.
+
+    In the same transaction every certificate of the account is revoked with
+    `cessationOfOperation` and its stored private key destroyed (the row, not a flag).
+    """
     moment = now or utcnow()
     account.deleted_at = moment
+    revoke_account_certificates(session, account.id, "cessationOfOperation", actor_id, moment)
     record_event(
         session,
         EventType.ACCOUNT_DELETED,

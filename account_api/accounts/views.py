@@ -72,10 +72,11 @@ def read_account(path: AccountPath) -> Response:
     responses={204: None, **problem_responses(401, 404, 422)},
 )
 def delete_account(path: AccountPath) -> Response:
-    """Delete the account: its tokens stop working and an `account.deleted` event is sent."""
+    """Delete the account: its tokens stop working, its certificates are revoked
+    (`cessationOfOperation`) with their stored keys destroyed, and events are sent."""
     actor = current_account()
     account = service.get_visible(session(), path.id, actor)
-    service.delete_account(session(), account)
+    service.delete_account(session(), account, actor_id=actor.id)
     return Response(status=204)
 
 

@@ -24,11 +24,13 @@ from schema.accounts import Account, Role
 from schema.base import utcnow
 from schema.certificates import (
     Certificate,
-    CertificateHistory,
     CertificateKey,
     IdempotencyKey,
     Status,
+    bump_crl_revision,
     certificate_event_data,
+    history_entry,
+    mark_revoked,
 )
 from schema.events import EventType, record_event
 
@@ -49,25 +51,6 @@ class Actor:
 def request_fingerprint(body: dict[str, Any]) -> str:
     """A stable hash of a request body, to tell a true retry from a reused key."""
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _history(
-    cert: Certificate,
-    action: str,
-    before: Status | None,
-    actor: uuid.UUID | None,
-    now: datetime,
-    reason: str | None = None,
-) -> CertificateHistory:
-    return CertificateHistory(
-        certificate_id=cert.id,
-        action=action,
-        from_status=before.value if before else None,
-        to_status=cert.status_at(now).value,
-        reason=reason,
-        actor_id=actor,
-        at=now,
-    )
 
 
 # --- idempotency ---------------------------------------------------------------------------
@@ -169,9 +152,11 @@ def store_issued(
                 ciphertext=sealed.ciphertext,
             )
         )
-    session.add(_history(cert, "issued", None, actor.id, now))
+    session.add(history_entry(cert, "issued", None, actor.id, now))
     record_event(session, EventType.CERTIFICATE_CREATED, cert.id, certificate_event_data(cert, now))
     _remember(session, actor, "issue", idempotency_key, fingerprint, cert.id, 201)
+    if not cert.is_active:
+        bump_crl_revision(session, {cert.issuer_id})  # issued on hold: it belongs on the CRL
     try:
         session.commit()
     except IntegrityError:
@@ -217,10 +202,11 @@ def get_owned(session: Session, certificate_id: uuid.UUID, actor: Actor) -> Cert
 
 def status_filter(status: Status, now: datetime) -> Any:
     """SQL for "has this status now"."""
+    # Plain `is_active` (not `IS true`), so PostgreSQL matches the partial index's predicate.
     live = and_(Certificate.revoked_at.is_(None), Certificate.not_after > now)
     return {
-        Status.ACTIVE: and_(live, Certificate.is_active.is_(True)),
-        Status.INACTIVE: and_(live, Certificate.is_active.is_(False)),
+        Status.ACTIVE: and_(live, Certificate.is_active),
+        Status.INACTIVE: and_(live, not_(Certificate.is_active)),
         Status.REVOKED: Certificate.revoked_at.is_not(None),
         Status.EXPIRED: and_(Certificate.revoked_at.is_(None), Certificate.not_after <= now),
     }[status]
@@ -308,7 +294,7 @@ def set_active(session: Session, cert: Certificate, active: bool, actor: Actor) 
     cert.held_at = None if active else now
     cert.updated_at = now
     session.add(
-        _history(
+        history_entry(
             cert,
             "released" if active else "held",
             before,
@@ -319,7 +305,8 @@ def set_active(session: Session, cert: Certificate, active: bool, actor: Actor) 
     )
     event = EventType.CERTIFICATE_ACTIVATED if active else EventType.CERTIFICATE_DEACTIVATED
     record_event(session, event, cert.id, certificate_event_data(cert, now))
-    session.commit()  # the change and its event commit together
+    bump_crl_revision(session, {cert.issuer_id})
+    session.commit()  # the change, its event and the CRL revision commit together
     return cert
 
 
@@ -338,15 +325,12 @@ def revoke(
     if before is Status.REVOKED:
         session.rollback()
         raise Conflict("the certificate is already revoked")
-    cert.revoked_at = now
-    cert.revocation_reason = reason
-    cert.updated_at = now
-    session.add(_history(cert, "revoked", before, actor.id if actor else None, now, reason))
-    record_event(session, EventType.CERTIFICATE_REVOKED, cert.id, certificate_event_data(cert, now))
+    mark_revoked(session, cert, reason, actor.id if actor else None, now)
     if destroy_key:
         session.execute(delete(CertificateKey).where(CertificateKey.certificate_id == cert.id))
     if actor is not None:
         _remember(session, actor, "revoke", idempotency_key, fingerprint, cert.id, 200)
+    bump_crl_revision(session, {cert.issuer_id})
     session.commit()
     return cert
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 03:46:01.789990
+Create Date: 2026-11-25 09:00:00
 """
 
 from collections.abc import Sequence
@@ -19,7 +19,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-
     op.create_table('accounts',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('email', sa.String(length=320), nullable=False),
@@ -123,12 +122,14 @@ def upgrade() -> None:
 
     op.create_table('crl_state',
     sa.Column('issuer_id', sa.Uuid(), nullable=False),
+    sa.Column('revision', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('built_revision', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('crl_number', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('fingerprint', sa.String(length=128), nullable=False),
-    sa.Column('der', sa.LargeBinary(), nullable=False),
-    sa.Column('this_update', schema.base.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('next_update', schema.base.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('built_at', schema.base.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('der', sa.LargeBinary(), nullable=True),
+    sa.Column('this_update', schema.base.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('next_update', schema.base.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('entries', sa.Integer(), nullable=False),
+    sa.Column('built_at', schema.base.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['issuer_id'], ['certificate_authorities.id'], name=op.f('fk_crl_state_issuer_id_certificate_authorities')),
     sa.PrimaryKeyConstraint('issuer_id', name=op.f('pk_crl_state'))
     )
@@ -176,9 +177,7 @@ def upgrade() -> None:
 
 
 
-
 def downgrade() -> None:
-
     with op.batch_alter_table('idempotency_keys', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_idempotency_keys_created_at'))
 
@@ -218,4 +217,3 @@ def downgrade() -> None:
         batch_op.drop_index('uq_accounts_live_email_key', postgresql_where=sa.text('deleted_at IS NULL'), sqlite_where=sa.text('deleted_at IS NULL'))
 
     op.drop_table('accounts')
-

@@ -1,0 +1,1 @@
+"""Revocation as relying parties see it: CRL and OCSP."""

@@ -1,0 +1,116 @@
+"""Relying parties' routes: the CRL and the OCSP responder. No token needed."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import timedelta
+from email.utils import format_datetime
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+from cryptography.x509 import ocsp
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from certificate_api.deps import RuntimeDep, SessionDep
+from certificate_api.pki import revocation as pki
+from certificate_api.revocation import service
+
+router = APIRouter(tags=["revocation"])
+OCSP_RESPONSE = "application/ocsp-response"
+# Holds are reversible, so no relying party should keep an answer longer than it is valid.
+NO_CACHE = "no-cache, max-age=0"
+
+
+@router.get(
+    "/api/ca/crl",
+    summary="The certificate revocation list (DER)",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/pkix-crl": {}},
+            "description": "every hold and revocation committed before the request",
+        },
+        304: {"description": "the CRL named by If-None-Match is still current"},
+    },
+)
+def get_crl(
+    runtime: RuntimeDep,
+    session: SessionDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """A complete CRL signed by the issuing CA: held certificates carry `certificateHold`,
+    revoked ones their reason. Rebuilt only when a hold or revocation changed (see docs)."""
+    validity = timedelta(hours=runtime.settings.crl_validity_hours)
+    crl = service.current_crl(session, runtime.ca, runtime.crl_cache, validity)
+    headers = {
+        "ETag": f'"crl-{crl.number}"',
+        "Last-Modified": format_datetime(crl.this_update, usegmt=True),
+        "Cache-Control": NO_CACHE,
+    }
+    if if_none_match is not None and headers["ETag"] in if_none_match:
+        return Response(status_code=304, headers=headers)
+    return Response(crl.der, media_type="application/pkix-crl", headers=headers)
+
+
+def _answer(runtime: RuntimeDep, session: SessionDep, der: bytes) -> Response:
+    validity = timedelta(hours=runtime.settings.ocsp_validity_hours)
+    body = service.ocsp_response(session, runtime.ca, runtime.responder, der, validity)
+    return Response(body, media_type=OCSP_RESPONSE, headers={"Cache-Control": NO_CACHE})
+
+
+OCSP_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {OCSP_RESPONSE: {}},
+        "description": "an OCSP response; errors such as malformedRequest are OCSP statuses",
+    }
+}
+
+
+@router.post(
+    "/api/ocsp",
+    summary="OCSP (RFC 6960), request in the body",
+    response_class=Response,
+    responses=OCSP_DOC,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/ocsp-request": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def ocsp_post(request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
+    """Send a DER `OCSPRequest` as `application/ocsp-request`; the answer is good, revoked
+    (holds say `certificateHold`) or unknown, signed by the delegated responder."""
+    der = await request.body()
+    return await _in_thread(runtime, session, der)
+
+
+@router.get(
+    "/api/ocsp/{encoded:path}",
+    summary="OCSP (RFC 6960), request base64 in the path",
+    response_class=Response,
+    responses=OCSP_DOC,
+)
+async def ocsp_get(encoded: str, runtime: RuntimeDep, session: SessionDep) -> Response:
+    """The GET form: the DER request, base64 and then URL-encoded, as the last path segment."""
+    text = unquote(encoded).strip()
+    altchars = b"-_" if "-" in text or "_" in text else None  # tolerate base64url too
+    try:
+        der = base64.b64decode(text + "=" * (-len(text) % 4), altchars=altchars, validate=True)
+    except (binascii.Error, ValueError):
+        return Response(
+            pki.refuse(ocsp.OCSPResponseStatus.MALFORMED_REQUEST),
+            media_type=OCSP_RESPONSE,
+            headers={"Cache-Control": NO_CACHE},
+        )
+    return await _in_thread(runtime, session, der)
+
+
+async def _in_thread(runtime: RuntimeDep, session: SessionDep, der: bytes) -> Response:
+    """Lookup and signing block: keep them off the event loop."""
+    return await run_in_threadpool(_answer, runtime, session, der)

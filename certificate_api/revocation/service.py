@@ -1,0 +1,332 @@
+"""What relying parties see: the CRL (cached, rebuilt on change) and OCSP answers.
+
+The CRL is rebuilt only when something changed. Every hold, release and revocation bumps
+`crl_state.revision` in its own transaction (`schema.certificates.bump_crl_revision`), and a
+built CRL records the revision it was built from. A request compares the two in one small
+read: equal means the stored CRL already reflects every committed change; different means
+build one, and publish it with a compare-and-set on the CRL number so that concurrent builders
+in several processes never give two different CRLs the same number.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import ocsp
+from sqlalchemy import not_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from certificate_api.authority.service import IssuingCa, unseal_key
+from certificate_api.pki import revocation as pki
+from certificate_api.pki.ca import Issuer, load_issuer
+from certificate_api.pki.keys import KeyType, private_key_to_pem
+from certificate_api.pki.sealing import Keyring, seal
+from schema.base import utcnow
+from schema.certificates import CaRole, Certificate, CertificateAuthority, CrlState
+
+log = logging.getLogger(__name__)
+
+
+# --- CRL ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Crl:
+    """A published CRL."""
+
+    number: int
+    der: bytes
+    this_update: datetime
+    next_update: datetime
+
+
+class CrlCache:
+    """The CRL this process last served, so an unchanged one is not even re-read from the DB."""
+
+    def __init__(self) -> None:
+        self.current: Crl | None = None
+        self.build_lock = threading.Lock()  # one build per process at a time
+
+
+def ensure_crl_state(session: Session, issuer_id: uuid.UUID) -> None:
+    """Create the issuer's CRL state row if missing; changes bump it from then on."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert(CrlState)
+        .values(issuer_id=issuer_id, revision=0, crl_number=0, entries=0)
+        # Both dialects' insert constructs have this method.
+        .on_conflict_do_nothing(index_elements=["issuer_id"])
+    )
+    session.commit()
+
+
+def revoked_entries(
+    session: Session, issuer_id: uuid.UUID, now: datetime, validity: timedelta
+) -> list[pki.Revoked]:
+    """Every held or revoked certificate of the issuer, until one CRL period after it expires.
+
+    Keeping an expired certificate for one more period means a revocation made just before
+    expiry still reaches relying parties on a CRL that was valid when they fetched it.
+    """
+    rows = session.execute(
+        select(
+            Certificate.serial_number,
+            Certificate.revoked_at,
+            Certificate.revocation_reason,
+            Certificate.held_at,
+        )
+        .where(
+            Certificate.issuer_id == issuer_id,
+            or_(
+                not_(Certificate.is_active), Certificate.revoked_at.is_not(None)
+            ),  # index predicate
+            Certificate.not_after > now - validity,
+        )
+        .order_by(Certificate.serial_number)
+    ).all()
+    entries = []
+    for serial, revoked_at, reason, held_at in rows:
+        if revoked_at is not None:
+            entries.append(pki.Revoked(int(serial, 16), revoked_at, reason or "unspecified"))
+        else:
+            entries.append(pki.Revoked(int(serial, 16), held_at or now, "certificateHold"))
+    return entries
+
+
+def current_crl(session: Session, ca: IssuingCa, cache: CrlCache, validity: timedelta) -> Crl:
+    """The CRL reflecting every change committed before this call; built only if needed."""
+    for _ in range(5):
+        state = _state(session, ca.id)
+        if _fresh(state, validity):
+            return _stored(session, state, cache)
+        with cache.build_lock:
+            state = _state(session, ca.id)
+            if _fresh(state, validity):
+                return _stored(session, state, cache)
+            built = _build(session, ca, state, validity)
+            if built is not None:
+                cache.current = built
+                return built
+    raise RuntimeError("could not publish a CRL: concurrent builders kept winning")
+
+
+@dataclass(frozen=True)
+class _State:
+    revision: int
+    built_revision: int | None
+    crl_number: int
+    this_update: datetime | None
+    next_update: datetime | None
+
+
+def _state(session: Session, issuer_id: uuid.UUID) -> _State:
+    session.rollback()  # a fresh snapshot: see everything committed until now
+    row = session.execute(
+        select(
+            CrlState.revision,
+            CrlState.built_revision,
+            CrlState.crl_number,
+            CrlState.this_update,
+            CrlState.next_update,
+        ).where(CrlState.issuer_id == issuer_id)
+    ).one_or_none()
+    if row is None:
+        ensure_crl_state(session, issuer_id)
+        return _State(0, None, 0, None, None)
+    return _State(*row)
+
+
+def _fresh(state: _State, validity: timedelta) -> bool:
+    """Built from the latest revision, and less than half its validity old."""
+    if state.built_revision != state.revision or state.this_update is None:
+        return False
+    return utcnow() < state.this_update + validity / 2
+
+
+def _stored(session: Session, state: _State, cache: CrlCache) -> Crl:
+    cached = cache.current
+    if cached is not None and cached.number == state.crl_number:
+        return cached
+    der = session.scalar(select(CrlState.der).where(CrlState.crl_number == state.crl_number))
+    assert der is not None and state.this_update is not None and state.next_update is not None
+    crl = Crl(state.crl_number, der, state.this_update, state.next_update)
+    cache.current = crl
+    return crl
+
+
+def _build(session: Session, ca: IssuingCa, state: _State, validity: timedelta) -> Crl | None:
+    """Build from the current rows and publish if nobody published a newer number meanwhile."""
+    started = time.perf_counter()
+    now = utcnow().replace(microsecond=0)
+    entries = revoked_entries(session, ca.id, now, validity)
+    number = state.crl_number + 1
+    der = pki.build_crl(ca.issuer, entries, number, now, now + validity)
+    try:
+        result = session.execute(
+            update(CrlState)
+            .where(CrlState.issuer_id == ca.id, CrlState.crl_number == state.crl_number)
+            .values(
+                crl_number=number,
+                built_revision=state.revision,
+                der=der,
+                this_update=now,
+                next_update=now + validity,
+                entries=len(entries),
+                built_at=utcnow(),
+            )
+        )
+        published = result.rowcount  # type: ignore[attr-defined]
+        session.commit()
+    except OperationalError:  # SQLite: another writer got there first
+        session.rollback()
+        return None
+    if published != 1:
+        return None
+    log.info(
+        "built CRL",
+        extra={
+            "crl_number": number,
+            "entries": len(entries),
+            "bytes": len(der),
+            "ms": round((time.perf_counter() - started) * 1000, 1),
+        },
+    )
+    return Crl(number, der, now, now + validity)
+
+
+# --- OCSP -----------------------------------------------------------------------------------
+
+
+class ResponderKeeper:
+    """The delegated OCSP signing certificate: loaded from the database, renewed before it ends.
+
+    It is renewed once less than a third of its life is left, so relying parties that cache
+    it never hold an expired one; a renewal by any process is picked up by all of them.
+    """
+
+    def __init__(self, keyring: Keyring, key_type: KeyType, days: int) -> None:
+        self.keyring = keyring
+        self.key_type = key_type
+        self.lifetime = timedelta(days=days)
+        self.current: Issuer | None = None
+        self.lock = threading.Lock()
+
+    def get(self, session: Session, ca: IssuingCa) -> Issuer:
+        """A responder valid for well beyond now."""
+        current = self.current
+        if current is not None and not self._due(current):
+            return current
+        with self.lock:
+            current = self.current
+            if current is None or self._due(current):
+                self.current = current = self._load_or_renew(session, ca)
+        return current
+
+    def _due(self, responder: Issuer) -> bool:
+        return responder.certificate.not_valid_after_utc - utcnow() < self.lifetime / 3
+
+    def _load_or_renew(self, session: Session, ca: IssuingCa) -> Issuer:
+        row = session.scalars(
+            select(CertificateAuthority).where(
+                CertificateAuthority.role == CaRole.OCSP_RESPONDER.value,
+                CertificateAuthority.is_current.is_(True),
+                CertificateAuthority.parent_id == ca.id,
+            )
+        ).first()
+        if row is not None:
+            loaded = load_issuer(row.certificate_pem.encode(), unseal_key(row, self.keyring))
+            if not self._due(loaded):
+                session.rollback()
+                return loaded
+        responder = pki.build_responder(ca.issuer, self.key_type, utcnow(), self.lifetime.days)
+        session.execute(
+            update(CertificateAuthority)
+            .where(CertificateAuthority.role == CaRole.OCSP_RESPONDER.value)
+            .values(is_current=False)
+        )
+        new_row = CertificateAuthority(
+            id=uuid.uuid4(),
+            role=CaRole.OCSP_RESPONDER.value,
+            parent_id=ca.id,
+            subject=responder.certificate.subject.rfc4514_string(),
+            certificate_pem=responder.certificate.public_bytes(serialization.Encoding.PEM).decode(),
+            not_after=responder.certificate.not_valid_after_utc,
+            is_current=True,
+        )
+        sealed = seal(self.keyring, private_key_to_pem(responder.private_key), new_row.id.bytes)
+        new_row.key_id, new_row.key_nonce, new_row.key_ciphertext = (
+            sealed.key_id,
+            sealed.nonce,
+            sealed.ciphertext,
+        )
+        session.add(new_row)
+        try:
+            session.commit()
+        except (IntegrityError, OperationalError):
+            session.rollback()  # another process renewed at the same moment: use theirs
+            return self._load_or_renew(session, ca)
+        log.info(
+            "issued OCSP responder certificate",
+            extra={"not_after": responder.certificate.not_valid_after_utc.isoformat()},
+        )
+        return responder
+
+
+def certificate_status(session: Session, issuer_id: uuid.UUID, serial: int) -> pki.CertStatus:
+    """good, revoked (a hold is revoked with certificateHold) or unknown."""
+    row = session.execute(
+        select(
+            Certificate.revoked_at,
+            Certificate.revocation_reason,
+            Certificate.is_active,
+            Certificate.held_at,
+        ).where(
+            Certificate.serial_number == format(serial, "x"), Certificate.issuer_id == issuer_id
+        )
+    ).one_or_none()
+    if row is None:
+        return pki.CertStatus(ocsp.OCSPCertStatus.UNKNOWN)
+    revoked_at, reason, is_active, held_at = row
+    if revoked_at is not None:
+        return pki.CertStatus(ocsp.OCSPCertStatus.REVOKED, revoked_at, reason or "unspecified")
+    if not is_active:
+        return pki.CertStatus(ocsp.OCSPCertStatus.REVOKED, held_at or utcnow(), "certificateHold")
+    return pki.CertStatus(ocsp.OCSPCertStatus.GOOD)
+
+
+def ocsp_response(
+    session: Session, ca: IssuingCa, keeper: ResponderKeeper, der: bytes, validity: timedelta
+) -> bytes:
+    """The DER OCSPResponse for a DER OCSPRequest; never raises for what a client sent."""
+    try:
+        question = pki.parse_request(der)
+    except pki.OcspMalformed:
+        return pki.refuse(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+    if not pki.asks_about(question, ca.certificate):
+        # Not a certificate of this CA: we are not authoritative (RFC 5019 §2.2.3).
+        return pki.refuse(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+    answer = certificate_status(session, ca.id, question.serial)
+    responder = keeper.get(session, ca)
+    session.rollback()
+    now = utcnow().replace(microsecond=0)
+    return pki.respond(question, answer, responder, now, now + validity)
+
+
+__all__ = [
+    "Crl",
+    "CrlCache",
+    "ResponderKeeper",
+    "current_crl",
+    "ensure_crl_state",
+    "ocsp_response",
+]
