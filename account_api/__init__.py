@@ -112,7 +112,8 @@ def create_app(settings: AccountSettings | None = None) -> OpenAPI:
         app,
         resources={r"/api/auth/token": {"origins": sorted(settings.allowed_origins())}},
         methods=["POST", "OPTIONS"],
-        allow_headers=["Content-Type", "Authorization"],
+        # Swagger UI sends X-Requested-With (and Basic Authorization) with its token request.
+        allow_headers=["Content-Type", "Authorization", "X-Requested-With"],
     )
 
     @app.get("/docs", doc_ui=False)

@@ -152,6 +152,7 @@ _PROBLEM_SCHEMA = {
 _EXAMPLES = {
     400: "request body is not valid JSON",
     401: "missing, invalid or expired access token",
+    403: "only the certificate's owner can download its private key",
     404: "no such certificate",
     409: "a revoked certificate cannot be activated",
     410: "the private key was destroyed or never held",

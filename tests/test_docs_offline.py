@@ -66,11 +66,16 @@ def test_token_endpoint_allows_the_certificate_docs_origin(live: LiveServices) -
         headers={
             "Origin": live.certificate_url,
             "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type",
+            # What Swagger UI's OAuth2 password flow sends.
+            "Access-Control-Request-Headers": "content-type,x-requested-with,authorization",
         },
         timeout=10,
     )
     assert preflight.headers.get("access-control-allow-origin") == live.certificate_url
+    allowed = preflight.headers.get("access-control-allow-headers", "").lower()
+    assert {"content-type", "x-requested-with", "authorization"} <= {
+        h.strip() for h in allowed.split(",")
+    }
     foreign = httpx.options(
         f"{live.account_url}/api/auth/token",
         headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},

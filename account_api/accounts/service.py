@@ -131,6 +131,10 @@ def delete_account(
     `cessationOfOperation` and its stored private key destroyed (the row, not a flag).
     """
     moment = now or utcnow()
+    # Lock the row: a concurrent issuance for this account waits, then sees it deleted.
+    session.refresh(account, with_for_update=True)
+    if account.is_deleted:
+        raise NotFound("no such account")
     account.deleted_at = moment
     revoke_account_certificates(session, account.id, "cessationOfOperation", actor_id, moment)
     record_event(

@@ -21,7 +21,7 @@ from certificate_api.certificates.schemas import (
     StatusName,
 )
 from certificate_api.deps import CurrentActor, RuntimeDep, SessionDep
-from certificate_api.errors import Gone, problems
+from certificate_api.errors import Forbidden, Gone, problems
 from schema.base import utcnow
 from schema.certificates import Certificate, Status
 
@@ -215,14 +215,22 @@ def revoke_certificate(
     "/{certificate_id}/private-key",
     summary="Download the private key",
     response_class=Response,
-    responses={200: {"content": {"application/x-pem-file": {}}}, **problems(401, 404, 410, 422)},
+    responses={
+        200: {"content": {"application/x-pem-file": {}}},
+        **problems(401, 403, 404, 410, 422),
+    },
 )
 def get_private_key(
     certificate_id: uuid.UUID, runtime: RuntimeDep, session: SessionDep, actor: CurrentActor
 ) -> Response:
-    """The PKCS#8 key the service made, to its owner only; 410 once destroyed or for a CSR."""
-    cert = service.get_owned(session, certificate_id, actor)
+    """The PKCS#8 key the service made, to its owner only; 410 once destroyed or for a CSR.
+    An admin learns whether a key is still held (410 when not) but cannot download it (403)."""
+    cert = service.get_visible(session, certificate_id, actor)
+    if not cert.has_private_key:
+        raise Gone("the private key was destroyed or never held (CSR)")
+    if cert.account_id != actor.id:
+        raise Forbidden("only the certificate's owner can download its private key")
     pem = service.private_key_pem(session, runtime.keyring, cert)
-    if pem is None:
+    if pem is None:  # destroyed since the certificate was read
         raise Gone("the private key was destroyed or never held (CSR)")
     return Response(pem, media_type="application/x-pem-file", headers={"Cache-Control": "no-store"})

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certificate_api.certificates.issuance import Issued, IssueOrder
-from certificate_api.errors import Conflict, NotFound, Unprocessable
+from certificate_api.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from certificate_api.pki.sealing import Keyring, SealedKey, seal, unseal
 from schema.accounts import Account, Role
 from schema.base import utcnow
@@ -124,6 +124,13 @@ def store_issued(
     `Idempotency-Key` that committed first wins, and its certificate is returned instead.
     """
     now = utcnow()
+    # Share-lock the account: an account deleted meanwhile gets no new certificate.
+    deleted_at = session.execute(
+        select(Account.deleted_at).where(Account.id == actor.id).with_for_update(read=True)
+    ).one_or_none()
+    if deleted_at is None or deleted_at[0] is not None:
+        session.rollback()
+        raise Unauthorized()
     cert = Certificate(
         id=issued.id,
         account_id=actor.id,

@@ -41,6 +41,17 @@ class World:
         token = self.accounts.post("/api/auth/token", json={"email": email, "password": password})
         return Customer(created.json["id"], email, password, token.json["access_token"])
 
+    def admin(self) -> Customer:
+        """A customer promoted by the rule `ca-admin create-admin` uses."""
+        from account_api.accounts import service
+        from account_api.extensions import session
+        from account_api.runtime import runtime
+
+        customer = self.customer()
+        with self.accounts.application.app_context():
+            service.make_admin(session(), runtime().passwords, customer.email, None, "Admin")
+        return customer
+
     def issue(self, customer: Customer, **body: Any) -> dict[str, Any]:
         response = self.certs.post(
             "/api/certificates",
