@@ -1,0 +1,146 @@
+"""Idempotency-Key: a retry gets the first response, never a second certificate."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import update
+
+from schema.base import utcnow
+from schema.certificates import IdempotencyKey
+from tests.certificate_api.conftest import error_locs
+from tests.conftest import Customer, LiveServices
+
+
+def post(certs: Any, customer: Customer, key: str, **body: Any) -> Any:
+    payload = {"common_name": "retry.example.com", **body}
+    headers = {**customer.auth, "Idempotency-Key": key}
+    return certs.post("/api/certificates", json=payload, headers=headers)
+
+
+def test_same_key_and_body_replays_the_first_certificate_and_key(
+    certs: Any, make_customer: Any, certificate_rows: Callable[[str], int]
+) -> None:
+    customer: Customer = make_customer()
+    key = str(uuid.uuid4())
+    first = post(certs, customer, key, key_type="ed25519")
+    second = post(certs, customer, key, key_type="ed25519")
+    assert first.status_code == second.status_code == 201
+    assert second.json()["id"] == first.json()["id"]
+    assert second.json()["private_key_pem"] == first.json()["private_key_pem"]
+    assert second.json()["certificate_pem"] == first.json()["certificate_pem"]
+    assert certificate_rows(customer.id) == 1
+
+
+def test_same_key_with_another_body_is_422_and_issues_nothing(
+    certs: Any, make_customer: Any, certificate_rows: Callable[[str], int]
+) -> None:
+    customer: Customer = make_customer()
+    key = str(uuid.uuid4())
+    assert post(certs, customer, key).status_code == 201
+    reused = post(certs, customer, key, dns_names=["other.example.com"])
+    assert ["header", "Idempotency-Key"] in error_locs(reused)
+    assert certificate_rows(customer.id) == 1
+
+
+def test_without_a_key_each_post_issues_anew(
+    certs: Any, make_customer: Any, issue: Any, certificate_rows: Callable[[str], int]
+) -> None:
+    customer: Customer = make_customer()
+    assert issue(customer)["id"] != issue(customer)["id"]
+    assert certificate_rows(customer.id) == 2
+
+
+def test_another_account_may_use_the_same_key(
+    certs: Any, make_customer: Any, certificate_rows: Callable[[str], int]
+) -> None:
+    alice: Customer = make_customer()
+    bob: Customer = make_customer()
+    key = "order-42"
+    for_alice = post(certs, alice, key)
+    for_bob = post(certs, bob, key)
+    assert for_alice.status_code == for_bob.status_code == 201
+    assert for_alice.json()["id"] != for_bob.json()["id"]
+    assert for_bob.json()["account_id"] == bob.id
+    assert for_alice.json()["private_key_pem"] != for_bob.json()["private_key_pem"]
+    assert certificate_rows(alice.id) == certificate_rows(bob.id) == 1
+    # Bob's retry replays his own certificate, not Alice's.
+    assert post(certs, bob, key).json()["id"] == for_bob.json()["id"]
+
+
+def test_key_older_than_a_day_may_be_used_afresh(
+    certs: Any, make_customer: Any, engine: Any, certificate_rows: Callable[[str], int]
+) -> None:
+    customer: Customer = make_customer()
+    key = str(uuid.uuid4())
+    first = post(certs, customer, key)
+    assert first.status_code == 201
+    with engine.begin() as conn:
+        conn.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.account_id == uuid.UUID(customer.id), IdempotencyKey.key == key)
+            .values(created_at=utcnow() - timedelta(hours=25))
+        )
+    again = post(certs, customer, key)
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] != first.json()["id"]
+    assert certificate_rows(customer.id) == 2
+
+
+def test_revoke_with_the_same_key_replays_and_another_body_is_422(
+    certs: Any, make_customer: Any, issue: Any
+) -> None:
+    customer: Customer = make_customer()
+    created = issue(customer)
+    url = f"/api/certificates/{created['id']}/revoke"
+    headers = {**customer.auth, "Idempotency-Key": "revoke-1"}
+    first = certs.post(url, json={"reason": "keyCompromise"}, headers=headers)
+    retry = certs.post(url, json={"reason": "keyCompromise"}, headers=headers)
+    assert first.status_code == retry.status_code == 200
+    assert retry.json() == first.json()
+    different = certs.post(url, json={"reason": "superseded"}, headers=headers)
+    assert ["header", "Idempotency-Key"] in error_locs(different)
+    # Without the key, a second revocation is the plain conflict it is.
+    assert (
+        certs.post(url, json={"reason": "keyCompromise"}, headers=customer.auth).status_code == 409
+    )
+
+
+def test_concurrent_retries_against_the_real_server_issue_once(
+    live: LiveServices, make_customer: Any, certificate_rows: Callable[[str], int]
+) -> None:
+    customer: Customer = make_customer()
+    key = str(uuid.uuid4())
+    body = {"common_name": "concurrent.example.com", "key_type": "rsa-2048"}
+    headers = {**customer.auth, "Idempotency-Key": key}
+    start = threading.Barrier(10)
+    responses: list[httpx.Response] = []
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        try:
+            with httpx.Client(base_url=live.certificate_url, timeout=60) as client:
+                start.wait(timeout=30)
+                response = client.post("/api/certificates", json=body, headers=headers)
+            with lock:
+                responses.append(response)
+        except BaseException as exc:
+            with lock:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    assert [r.status_code for r in responses] == [201] * 10, [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert len({r.json()["private_key_pem"] for r in responses}) == 1
+    assert certificate_rows(customer.id) == 1
