@@ -105,13 +105,15 @@ def revoked_entries(
 
 def current_crl(session: Session, ca: IssuingCa, cache: CrlCache, validity: timedelta) -> Crl:
     """The CRL reflecting every change committed before this call; built only if needed."""
-    for _ in range(5):
-        state = _state(session, ca.id)
-        if _fresh(state, validity):
-            return _stored(session, state, cache)
-        with cache.build_lock:
+    state = _state(session, ca.id)
+    if _covers(state, state.revision, validity):
+        return _stored(session, state, cache)
+    wanted = state.revision  # every change committed before this call is at or below it
+    with cache.build_lock:
+        for _ in range(5):
             state = _state(session, ca.id)
-            if _fresh(state, validity):
+            # Another thread or process may have built one meanwhile that is new enough.
+            if _covers(state, wanted, validity):
                 return _stored(session, state, cache)
             built = _build(session, ca, state, validity)
             if built is not None:
@@ -146,11 +148,11 @@ def _state(session: Session, issuer_id: uuid.UUID) -> _State:
     return _State(*row)
 
 
-def _fresh(state: _State, validity: timedelta) -> bool:
-    """Built from the latest revision, and less than half its validity old."""
-    if state.built_revision != state.revision or state.this_update is None:
+def _covers(state: _State, revision: int, validity: timedelta) -> bool:
+    """Built from `revision` or later, and less than half its validity old."""
+    if state.built_revision is None or state.built_revision < revision:
         return False
-    return utcnow() < state.this_update + validity / 2
+    return state.this_update is not None and utcnow() < state.this_update + validity / 2
 
 
 def _stored(session: Session, state: _State, cache: CrlCache) -> Crl:
