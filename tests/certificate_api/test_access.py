@@ -54,7 +54,9 @@ def test_private_key_is_for_the_owner_only_not_admins(
     assert mine.headers["content-type"].startswith("application/x-pem-file")
     assert mine.headers["cache-control"] == "no-store"
     assert mine.text == created["private_key_pem"]
-    assert_problem(certs.get(url, headers=admin.auth), 404)
+    # An admin sees the certificate, so a 404 would hide nothing: it is refused outright.
+    refused = assert_problem(certs.get(url, headers=admin.auth), 403)
+    assert "PRIVATE KEY" not in str(refused)
     # The admin may still read the certificate itself.
     assert certs.get(f"/api/certificates/{created['id']}", headers=admin.auth).status_code == 200
 
