@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from certificate_api.authority import service as authority
 from certificate_api.authority.service import IssuingCa
+from certificate_api.pki.keypool import KeyPool
 from certificate_api.pki.keys import KeyType
 from certificate_api.pki.sealing import Keyring, parse_keyring
 from certificate_api.revocation.service import CrlCache, ResponderKeeper, ensure_crl_state
@@ -29,9 +30,11 @@ class Runtime:
     ca: IssuingCa
     crl_cache: CrlCache
     responder: ResponderKeeper
+    key_pool: KeyPool
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Stop the key pool's refills and release the connection pool."""
+        self.key_pool.close()
         self.engine.dispose()
 
 
@@ -62,6 +65,12 @@ def build_runtime(settings: CertificateSettings) -> Runtime:
             settings.ca_intermediate_key_type,
         )
         ensure_crl_state(session, ca.id)
+    key_pool = KeyPool(
+        {KeyType(name): size for name, size in settings.key_pool_sizes.items()},
+        settings.key_pool_workers,
+    )
+    if settings.key_pool_fill_on_start:
+        key_pool.fill()
     return Runtime(
         settings=settings,
         engine=engine,
@@ -70,6 +79,7 @@ def build_runtime(settings: CertificateSettings) -> Runtime:
         keyring=keyring,
         ca=ca,
         crl_cache=CrlCache(),
+        key_pool=key_pool,
         responder=ResponderKeeper(
             keyring,
             KeyType(settings.ocsp_responder_key_type),

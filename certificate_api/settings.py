@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from certificate_api.pki.keys import KeyType
 from schema.settings import CommonSettings
 
 
@@ -26,6 +27,19 @@ class CertificateSettings(CommonSettings):
     ocsp_validity_hours: int = Field(default=1, ge=1)
     ocsp_responder_key_type: str = "ec-p256"
     ocsp_responder_validity_days: int = Field(default=30, ge=3)
+
+    # Pre-generated keys per key type, refilled by `key_pool_workers` background processes.
+    key_pool_sizes: dict[str, int] = {"rsa-2048": 32, "rsa-3072": 8, "rsa-4096": 4}
+    key_pool_workers: int = Field(default=1, ge=1)
+    key_pool_fill_on_start: bool = True
+
+    @field_validator("key_pool_sizes")
+    @classmethod
+    def _known_key_types(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - {key_type.value for key_type in KeyType})
+        if unknown:
+            raise ValueError(f"unknown key types {unknown}")
+        return value
 
     # Requests in progress beyond this get 503 with Retry-After instead of queueing forever.
     max_in_flight: int = Field(default=256, ge=1)

@@ -167,7 +167,12 @@ def make_admin(make_customer: Callable[..., Customer], account_app: Any) -> Call
 def certificate_settings(database_url: str, var_dir: Path, **overrides: Any) -> Any:
     from certificate_api.settings import CertificateSettings
 
-    values: dict[str, Any] = {"database_url": database_url, "var_dir": var_dir}
+    # Key pools fill on first use, not at every test app's start.
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "var_dir": var_dir,
+        "key_pool_fill_on_start": False,
+    }
     values.update(overrides)
     return CertificateSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -250,6 +255,7 @@ def live(
         "CERTIFICATE_API_PORT": str(certificate_port),
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{certificate_port}",
         "ACCOUNT_API_URL": f"http://127.0.0.1:{account_port}",
+        "KEY_POOL_FILL_ON_START": "false",
         **{key.upper(): str(value) for key, value in FAST_ARGON2.items()},
     }
     settings = CommonSettings(

@@ -12,6 +12,7 @@ from certificate_api.authority.service import IssuingCa
 from certificate_api.errors import Unprocessable
 from certificate_api.pki import names
 from certificate_api.pki.issue import CsrError, LeafRequest, build_leaf, load_csr, new_serial
+from certificate_api.pki.keypool import KeyPool
 from certificate_api.pki.keys import (
     KeyType,
     PublicKey,
@@ -113,13 +114,19 @@ def prepare(
     )
 
 
-def sign(order: IssueOrder, ca: IssuingCa, public_base_url: str) -> Issued:
-    """Generate the key if needed and sign the leaf (the CPU-heavy part of issuance)."""
+def sign(
+    order: IssueOrder, ca: IssuingCa, public_base_url: str, keys: KeyPool | None = None
+) -> Issued:
+    """Generate the key if needed and sign the leaf (the CPU-heavy part of issuance).
+
+    With a key pool, a pre-generated key of the type is used when one is ready."""
     private_pem: bytes | None = None
     if order.csr_public_key is not None:
         public_key = order.csr_public_key
     else:
-        private_key = generate_private_key(order.key_type)
+        private_key = (
+            keys.take(order.key_type) if keys is not None else generate_private_key(order.key_type)
+        )
         public_key = private_key.public_key()
         private_pem = private_key_to_pem(private_key)
     now = utcnow().replace(microsecond=0)

@@ -94,7 +94,7 @@ def issue_certificate(
             settings.max_validity_days,
         )
         session.rollback()  # hold no connection while signing
-        issued = issuance.sign(order, runtime.ca, settings.public_base_url)
+        issued = issuance.sign(order, runtime.ca, settings.public_base_url, runtime.key_pool)
         cert, new = service.store_issued(
             session, runtime.keyring, actor, order, issued, idempotency_key, fingerprint, ttl
         )
