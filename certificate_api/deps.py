@@ -52,6 +52,9 @@ def get_actor(
     except InvalidToken:
         raise Unauthorized() from None
     account = session.get(Account, claims.account_id)
+    # Give the connection back while the route waits for its thread: a request never holds
+    # a pooled connection it is not using, so a pool smaller than the thread pool cannot stall.
+    session.rollback()
     if account is None or account.deleted_at is not None:
         raise Unauthorized()
     return Actor.of(account)

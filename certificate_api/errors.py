@@ -10,6 +10,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schema.logs import request_id_var
@@ -90,6 +92,10 @@ def _field_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
     return [{"loc": list(err["loc"]), "msg": err["msg"]} for err in errors]
 
 
+RETRY_SOON = {"Retry-After": "1"}
+RETRY_LATER = {"Retry-After": "5"}
+
+
 def register_error_handlers(app: FastAPI) -> None:
     """Make every failure problem+json, including FastAPI's and Starlette's own."""
 
@@ -114,16 +120,38 @@ def register_error_handlers(app: FastAPI) -> None:
         title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
         return problem(exc.status_code, title, detail, dict(exc.headers or {}))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> Response:
-        request_id = request_id_var.get() or str(uuid.uuid4())
-        log.exception("unhandled error")
+    @app.exception_handler(SQLAlchemyTimeout)
+    async def _pool_exhausted(_request: Request, _exc: SQLAlchemyTimeout) -> Response:
+        # Every database connection of this process stayed busy for DB_POOL_TIMEOUT.
+        log.warning("database pool exhausted")
         return problem(
-            500,
-            "Internal Server Error",
-            f"an unexpected error occurred; quote request id {request_id}",
-            request_id=request_id,
+            503, "Service Unavailable", "the service is at capacity; retry shortly", RETRY_SOON
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database_down(_request: Request, exc: DBAPIError) -> Response:
+        if not exc.connection_invalidated and not isinstance(
+            exc, OperationalError | InterfaceError
+        ):
+            return internal_error()
+        log.warning("database unavailable", extra={"error": type(exc.orig).__name__})
+        return problem(503, "Service Unavailable", "the database is unavailable", RETRY_LATER)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, _exc: Exception) -> Response:
+        return internal_error()
+
+
+def internal_error() -> Response:
+    """A 500 that says nothing but the request id; the log line has the stack trace."""
+    request_id = request_id_var.get() or str(uuid.uuid4())
+    log.exception("unhandled error")
+    return problem(
+        500,
+        "Internal Server Error",
+        f"an unexpected error occurred; quote request id {request_id}",
+        request_id=request_id,
+    )
 
 
 _PROBLEM_SCHEMA = {

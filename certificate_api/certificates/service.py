@@ -72,7 +72,7 @@ def replay(
         return None
     if remembered.created_at < utcnow() - ttl:
         session.delete(remembered)  # expired: the key may be used afresh
-        session.flush()
+        session.commit()  # now, not with the issuance: signing happens outside a transaction
         return None
     if remembered.request_hash != fingerprint:
         raise Unprocessable.field(

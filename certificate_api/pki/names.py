@@ -18,23 +18,33 @@ class InvalidName(ValueError):
 def is_ip(value: str) -> bool:
     """Whether the text is an IPv4 or IPv6 address."""
     try:
-        ipaddress.ip_address(value)
-    except ValueError:
+        parse_ip(value)
+    except InvalidName:
         return False
     return True
 
 
 def parse_ip(value: str) -> IpAddress:
-    """An IP address, or InvalidName."""
+    """An IP address, or InvalidName. A zone id (`fe80::1%eth0`) means nothing off the host
+    and cannot be encoded in a certificate, so it is refused."""
+    text = value.strip()
     try:
-        return ipaddress.ip_address(value.strip())
+        if "%" in text:
+            raise ValueError("zone id")
+        return ipaddress.ip_address(text)
     except ValueError:
         raise InvalidName(f"{value!r} is not a valid IPv4 or IPv6 address") from None
 
 
 def _to_ascii(label: str, name: str) -> str:
     if label.isascii():
-        return label.lower()
+        label = label.lower()
+        if label.startswith("xn--"):  # an A-label must decode to a valid U-label
+            try:
+                idna.decode(label)
+            except (idna.IDNAError, UnicodeError) as exc:
+                raise InvalidName(f"{name!r}: {label!r} is not a valid A-label: {exc}") from None
+        return label
     try:
         return idna.encode(label, uts46=True).decode()
     except idna.IDNAError as exc:
