@@ -9,6 +9,8 @@ from typing import Any
 
 from flask import Flask, Response, json
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from werkzeug.exceptions import HTTPException
 
 from schema.logs import request_id_var
@@ -95,6 +97,25 @@ def register_error_handlers(app: Flask) -> None:
         allowed = getattr(exc, "valid_methods", None)
         headers = {"Allow": ", ".join(allowed)} if allowed else {}
         return problem(status, exc.name, detail, headers)
+
+    @app.errorhandler(SQLAlchemyTimeout)
+    def _pool_exhausted(_exc: SQLAlchemyTimeout) -> Response:
+        log.warning("database pool exhausted")
+        return problem(
+            503,
+            "Service Unavailable",
+            "the service is at capacity; retry shortly",
+            {"Retry-After": "1"},
+        )
+
+    @app.errorhandler(DBAPIError)
+    def _database_error(exc: DBAPIError) -> Response:
+        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+            log.warning("database unavailable", extra={"error": type(exc.orig).__name__})
+            return problem(
+                503, "Service Unavailable", "the database is unavailable", {"Retry-After": "5"}
+            )
+        return _unexpected(exc)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
