@@ -144,3 +144,12 @@ def test_concurrent_retries_against_the_real_server_issue_once(
     assert len({r.json()["id"] for r in responses}) == 1
     assert len({r.json()["private_key_pem"] for r in responses}) == 1
     assert certificate_rows(customer.id) == 1
+
+
+def test_overlong_idempotency_key_is_422(
+    certs: Any, make_customer: Any, certificate_rows: Callable[[str], int]
+) -> None:
+    customer: Customer = make_customer()
+    response = post(certs, customer, "k" * 256)
+    assert ["header", "Idempotency-Key"] in error_locs(response)
+    assert certificate_rows(customer.id) == 0

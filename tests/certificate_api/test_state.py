@@ -203,3 +203,19 @@ def test_admin_may_hold_and_revoke_another_accounts_certificate(
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
     mine = certs.get(f"/api/certificates/{created['id']}", headers=customer.auth).json()
     assert mine["status"] == "revoked" and mine["revocation_reason"] == "privilegeWithdrawn"
+
+
+def test_deleting_the_account_revokes_its_certificates_and_destroys_keys(
+    certs: Any, accounts: Any, make_customer: Any, make_admin: Any, issue: Any
+) -> None:
+    customer: Customer = make_customer()
+    admin: Customer = make_admin()
+    created = [issue(customer)["id"], issue(customer, is_active=False)["id"]]
+    assert accounts.delete(f"/api/accounts/{customer.id}", headers=customer.auth).status_code == 204
+    for cert_id in created:
+        body = certs.get(f"/api/certificates/{cert_id}", headers=admin.auth).json()
+        assert body["status"] == "revoked"
+        assert body["revocation_reason"] == "cessationOfOperation"
+        assert body["has_private_key"] is False
+        key = certs.get(f"/api/certificates/{cert_id}/private-key", headers=admin.auth)
+        assert_problem(key, 410)
