@@ -81,6 +81,11 @@ class WebhookEndpoint(Base):
     disabled_reason: Mapped[str | None] = mapped_column(Text, default=None)
 
 
+# Committing an event on PostgreSQL wakes idle workers at once (LISTEN/NOTIFY); the
+# notification is sent only if the transaction commits, and duplicates within one collapse.
+EVENTS_CHANNEL = "tessera_events"
+
+
 def record_event(
     session: Session, event_type: EventType, subject_id: uuid.UUID, data: dict[str, Any]
 ) -> Event:
@@ -102,4 +107,6 @@ def record_event(
         "data": data,
     }
     session.add(event)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {EVENTS_CHANNEL}"))
     return event

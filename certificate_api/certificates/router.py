@@ -204,8 +204,10 @@ def revoke_certificate(
     """Permanent revocation with an RFC 5280 reason; it shows on the next CRL and in OCSP."""
     fingerprint = service.request_fingerprint({"id": str(certificate_id), **body.model_dump()})
     ttl = timedelta(hours=runtime.settings.idempotency_ttl_hours)
-    cert = service.get_visible(session, certificate_id, actor, for_update=True)
+    # The replay check first: it may commit (dropping an expired key), which would release
+    # the row lock taken next.
     replayed = service.replay(session, actor, "revoke", idempotency_key, fingerprint, ttl)
+    cert = service.get_visible(session, certificate_id, actor, for_update=True)
     if replayed is None:
         cert = service.revoke(session, cert, body.reason, actor, idempotency_key, fingerprint)
     return shape(cert, runtime.ca.chain_pem)

@@ -286,17 +286,18 @@ def list_page(
 
 
 def set_active(session: Session, cert: Certificate, active: bool, actor: Actor) -> Certificate:
-    """Hold (false) or release (true); no change, no event; revoked or expired: 409."""
+    """Hold (false) or release (true); no change, no event. A revoked or expired certificate
+    has no hold to change: 409 whatever its flag says."""
     now = utcnow()
     before = cert.status_at(now)
-    if cert.is_active == active:
-        session.rollback()  # release the row lock
-        return cert
     if before in (Status.REVOKED, Status.EXPIRED):
-        session.rollback()
+        session.rollback()  # release the row lock
         raise Conflict(
             f"a {before.value} certificate cannot be {'activated' if active else 'deactivated'}"
         )
+    if cert.is_active == active:
+        session.rollback()
+        return cert
     cert.is_active = active
     cert.held_at = None if active else now
     cert.updated_at = now

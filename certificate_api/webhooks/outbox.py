@@ -47,25 +47,28 @@ def claim(
         .limit(limit)
         .with_for_update(skip_locked=True, of=Event)
     )
-    events = list(session.scalars(query))
-    claimed = []
+    events = {event.seq: event for event in session.scalars(query)}
+    if not events:
+        session.rollback()
+        return []
     until = now + lease
-    for event in events:
-        # Compare-and-set, so that even without row locks (SQLite) two workers never both win.
-        won = session.execute(
-            update(Event)
-            .where(
-                Event.seq == event.seq,
-                Event.state == PENDING,
-                (Event.leased_until.is_(None)) | (Event.leased_until < now),
-            )
-            .values(leased_until=until)
-            .execution_options(synchronize_session=False)
+    # One compare-and-set for the batch, so that even without row locks (SQLite) two
+    # workers never both win an event.
+    won = session.scalars(
+        update(Event)
+        .where(
+            Event.seq.in_(list(events)),
+            Event.state == PENDING,
+            (Event.leased_until.is_(None)) | (Event.leased_until < now),
         )
-        if won.rowcount:  # type: ignore[attr-defined]
-            event.leased_until = until
-            claimed.append(event)
+        .values(leased_until=until)
+        .returning(Event.seq)
+        .execution_options(synchronize_session=False)
+    ).all()
     session.commit()
+    claimed = [events[seq] for seq in sorted(won)]
+    for event in claimed:
+        event.leased_until = until
     return claimed
 
 

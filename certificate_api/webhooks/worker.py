@@ -13,13 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
+import psycopg
 from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from certificate_api.webhooks import outbox, signing
 from certificate_api.webhooks.settings import WorkerSettings
 from schema.base import utcnow
-from schema.events import Event
+from schema.db import normalize_url
+from schema.events import EVENTS_CHANNEL, Event
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,52 @@ def attempt(client: httpx.Client, url: str, key: bytes, event: Event) -> Outcome
     return Outcome(False, status, f"HTTP {status}", retry_after, gone=status == 410)
 
 
+class Wakeup:
+    """Set when an event is committed: LISTEN on PostgreSQL, plain polling elsewhere.
+
+    A listener thread holds one connection; if it drops, polling carries on alone and the
+    listener reconnects. `wait` returns early on a notification or on `set()`.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.flag = threading.Event()
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        url = make_url(normalize_url(database_url))
+        if url.get_backend_name() == "postgresql":
+            self.dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self.thread = threading.Thread(target=self._listen, name="webhook-listen", daemon=True)
+            self.thread.start()
+
+    def _listen(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                with psycopg.connect(self.dsn, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    while not self.stopping.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self.flag.set()
+            except psycopg.Error as exc:
+                log.warning("event listener lost its connection", extra={"error": repr(exc)})
+                self.stopping.wait(1.0)
+
+    def wait(self, seconds: float) -> None:
+        """Until an event is committed (or `set`), at most `seconds`."""
+        self.flag.wait(seconds)
+        self.flag.clear()
+
+    def set(self) -> None:
+        """Wake the waiter now."""
+        self.flag.set()
+
+    def close(self) -> None:
+        """Stop listening."""
+        self.stopping.set()
+        self.flag.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+
 class Worker:
     """Runs until stopped; several workers (processes) may run at once on PostgreSQL."""
 
@@ -95,10 +144,12 @@ class Worker:
             headers={"user-agent": "tessera-webhooks/1"},
         )
         self.pool = ThreadPoolExecutor(settings.webhook_concurrency, "webhook")
+        self.wakeup = Wakeup(settings.effective_database_url)
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from `run`."""
         self.stopping.set()
+        self.wakeup.set()
 
     def run(self) -> None:
         """Poll, deliver, repeat; idle waits at most `webhook_poll_seconds`."""
@@ -111,49 +162,64 @@ class Worker:
                 self._update_gauges()
                 last_gauge = time.monotonic()
             busy = url is not None and self.run_once(url) >= self.settings.webhook_batch_size
-            if not busy:
-                self.stopping.wait(self.settings.webhook_poll_seconds)
+            if not busy and not self.stopping.is_set():
+                self.wakeup.wait(self.settings.webhook_poll_seconds)
         self.pool.shutdown(wait=True)
+        self.wakeup.close()
         self.client.close()
 
     def run_once(self, url: str) -> int:
-        """One claim-and-deliver round; returns how many events were attempted."""
+        """One claim-and-deliver round; returns how many events were attempted.
+
+        The posts go out in parallel; their outcomes are then recorded in one transaction
+        (one commit per round, not per event). A crash in between only means those events
+        are sent again after their lease, which at-least-once delivery allows.
+        """
         with self.sessions() as session:
             if outbox.endpoint_disabled(session, url) is not None:
                 return 0
             lease = timedelta(seconds=self.settings.lease_seconds)
             events = outbox.claim(session, self.settings.webhook_batch_size, lease)
-        if events:
-            gone = threading.Event()  # a 410 in this batch: send nothing more of it
-            list(self.pool.map(lambda event: self._deliver(url, event, gone), events))
-        return len(events)
-
-    def _deliver(self, url: str, event: Event, gone: threading.Event) -> None:
-        if gone.is_set():
-            with self.sessions() as session:
-                outbox.release(session, event)
-                session.commit()
-            return
-        outcome = attempt(self.client, url, self.key, event)
+        if not events:
+            return 0
+        gone = threading.Event()  # a 410 in this batch: send nothing more of it
+        outcomes = list(self.pool.map(lambda event: self._attempt(url, event, gone), events))
         now = utcnow()
         with self.sessions() as session:
-            if outcome.ok:
-                outbox.delivered(session, event, outcome.status or 200, now)
-                ATTEMPTS.labels("delivered").inc()
-                DELIVERED.inc()
-                LATENCY.observe((now - event.created_at).total_seconds())
-            elif outcome.gone:
-                gone.set()
-                outbox.disable_endpoint(session, url, f"{url} answered 410 Gone", now)
-                outbox.release(session, event)
-                ATTEMPTS.labels("gone").inc()
-                log.error(
-                    "webhook endpoint answered 410: deliveries stopped until re-enabled",
-                    extra={"event_id": str(event.id)},
-                )
-            else:
-                self._schedule_retry(session, event, outcome, now)
+            for event, outcome in zip(events, outcomes, strict=True):
+                self._record(session, url, event, outcome, now)
             session.commit()
+        return len(events)
+
+    def _attempt(self, url: str, event: Event, gone: threading.Event) -> Outcome | None:
+        """Post one event; None when the batch was stopped by a 410 before its turn."""
+        if gone.is_set():
+            return None
+        outcome = attempt(self.client, url, self.key, event)
+        if outcome.gone:
+            gone.set()
+        return outcome
+
+    def _record(
+        self, session: Session, url: str, event: Event, outcome: Outcome | None, now: datetime
+    ) -> None:
+        if outcome is None:
+            outbox.release(session, event)
+        elif outcome.ok:
+            outbox.delivered(session, event, outcome.status or 200, now)
+            ATTEMPTS.labels("delivered").inc()
+            DELIVERED.inc()
+            LATENCY.observe((now - event.created_at).total_seconds())
+        elif outcome.gone:
+            outbox.disable_endpoint(session, url, f"{url} answered 410 Gone", now)
+            outbox.release(session, event)
+            ATTEMPTS.labels("gone").inc()
+            log.error(
+                "webhook endpoint answered 410: deliveries stopped until re-enabled",
+                extra={"event_id": str(event.id)},
+            )
+        else:
+            self._schedule_retry(session, event, outcome, now)
 
     def _schedule_retry(
         self, session: Session, event: Event, outcome: Outcome, now: datetime
