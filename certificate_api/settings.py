@@ -29,7 +29,7 @@ class CertificateSettings(CommonSettings):
     ocsp_responder_validity_days: int = Field(default=30, ge=3)
 
     # Pre-generated keys per key type, refilled by `key_pool_workers` background processes.
-    key_pool_sizes: dict[str, int] = {"rsa-2048": 32, "rsa-3072": 8, "rsa-4096": 4}
+    key_pool_sizes: dict[str, int] = {"rsa-2048": 32}
     key_pool_workers: int = Field(default=1, ge=1)
     key_pool_fill_on_start: bool = True
 
