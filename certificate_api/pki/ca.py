@@ -36,6 +36,29 @@ def signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | None:
     return hashes.SHA256()
 
 
+def key_usage(
+    *, digital_signature: bool = False, key_encipherment: bool = False, signs_certs: bool = False
+) -> x509.KeyUsage:
+    """keyUsage with only what our certificates use; `signs_certs` is keyCertSign + cRLSign."""
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=signs_certs,
+        crl_sign=signs_certs,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def authority_key_id(issuer: Issuer) -> x509.AuthorityKeyIdentifier:
+    """The AKI of anything `issuer` signs: its own subject key identifier."""
+    ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
+
+
 def _name(common_name: str, organization: str | None) -> x509.Name:
     attributes = []
     if organization:
@@ -61,20 +84,7 @@ def _ca_builder(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(key_usage(signs_certs=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
 
@@ -102,10 +112,7 @@ def build_intermediate(
     builder = _ca_builder(
         _name(common_name, organization), issuer.certificate.subject, key, 0, now - SKEW, not_after
     )
-    aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-        issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    )
-    return builder.add_extension(aki, critical=False).sign(
+    return builder.add_extension(authority_key_id(issuer), critical=False).sign(
         issuer.private_key, signature_hash(issuer.private_key)
     )
 

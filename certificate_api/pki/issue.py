@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-from certificate_api.pki.ca import Issuer, signature_hash
+from certificate_api.pki.ca import Issuer, authority_key_id, key_usage, signature_hash
 from certificate_api.pki.keys import KeyPolicyError, PublicKey, key_type_of
 from certificate_api.pki.names import IpAddress
 
@@ -48,25 +48,6 @@ def serial_hex(serial: int) -> str:
     return format(serial, "x")
 
 
-def _key_usage(public_key: PublicKey) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        # RSA key transport (TLS 1.2 RSA key exchange) needs keyEncipherment.
-        key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _issuer_ski(issuer: Issuer) -> x509.SubjectKeyIdentifier:
-    return issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-
-
 def build_leaf(request: LeafRequest, issuer: Issuer) -> x509.Certificate:
     """Sign a leaf: SAN with every name, CA:false, serverAuth+clientAuth, SKI/AKI, CRL DP, AIA."""
     sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dict.fromkeys(request.dns_names)]
@@ -86,7 +67,14 @@ def build_leaf(request: LeafRequest, issuer: Issuer) -> x509.Certificate:
         .not_valid_after(request.not_after)
         .add_extension(x509.SubjectAlternativeName(sans), critical=not subject)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(request.public_key), critical=True)
+        .add_extension(
+            # RSA key transport (TLS 1.2 RSA key exchange) needs keyEncipherment.
+            key_usage(
+                digital_signature=True,
+                key_encipherment=isinstance(request.public_key, rsa.RSAPublicKey),
+            ),
+            critical=True,
+        )
         .add_extension(
             x509.ExtendedKeyUsage(
                 [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -97,7 +85,7 @@ def build_leaf(request: LeafRequest, issuer: Issuer) -> x509.Certificate:
             x509.SubjectKeyIdentifier.from_public_key(request.public_key), critical=False
         )
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_issuer_ski(issuer)),
+            authority_key_id(issuer),
             critical=False,
         )
     )

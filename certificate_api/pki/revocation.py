@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtendedKeyUsageOID, ExtensionOID
 
-from certificate_api.pki.ca import SKEW, Issuer, signature_hash
+from certificate_api.pki.ca import SKEW, Issuer, authority_key_id, key_usage, signature_hash
 from certificate_api.pki.keys import KeyType, generate_private_key
 
 # The contract's reason names, as RFC 5280 spells them, and certificateHold for a hold.
@@ -49,11 +49,6 @@ def _reason_flag(reason: str) -> x509.ReasonFlags | None:
     return None if flag is x509.ReasonFlags.unspecified else flag
 
 
-def _aki(issuer: Issuer) -> x509.AuthorityKeyIdentifier:
-    ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
-
-
 def build_crl(
     issuer: Issuer,
     entries: Iterable[Revoked],
@@ -83,7 +78,7 @@ def build_crl(
         next_update=next_update,
         extensions=[
             x509.Extension(CRL_NUMBER, False, x509.CRLNumber(number)),
-            x509.Extension(AUTHORITY_KEY_IDENTIFIER, False, _aki(issuer)),
+            x509.Extension(AUTHORITY_KEY_IDENTIFIER, False, authority_key_id(issuer)),
         ],
         revoked_certificates=revoked,
     )
@@ -116,24 +111,11 @@ def build_responder(issuer: Issuer, key_type: KeyType, now: datetime, days: int)
         .not_valid_before(now - SKEW)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(key_usage(digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
         .add_extension(x509.OCSPNoCheck(), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(_aki(issuer), critical=False)
+        .add_extension(authority_key_id(issuer), critical=False)
         .sign(issuer.private_key, signature_hash(issuer.private_key))
     )
     return Issuer(certificate, key)
