@@ -1,0 +1,1 @@
+"""Load benchmarks of both services; `python -m bench --help`, docs/performance.md."""

@@ -1,0 +1,311 @@
+"""`python -m bench` (`make bench`): load both services in a throwaway database and report.
+
+Short by default (a few minutes); `--full` runs longer and adds the 1,000,000-row scale
+comparison, which `--scale` adds on its own too. See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from account_api.settings import AccountSettings
+from bench import report, scenarios
+from bench.ceilings import crypto_ceilings
+from bench.cfssl import run_cfssl
+from bench.load import run_wrk, settle, wrk_available
+from bench.report import Row, Run, ScalePoint
+from bench.scenarios import Context, Scenario
+from bench.seed import explain_service_queries
+from bench.services import BenchDatabase, Services, busy_seconds
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@dataclass(frozen=True)
+class Options:
+    seconds: float
+    warmup: float
+    max_requests: int
+    threads: int
+    profile: list[str]
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--full", action="store_true", help="longer runs, plus --scale")
+    parser.add_argument("--scale", action="store_true", help="fetch/list at 10k vs --rows rows")
+    parser.add_argument("--duration", type=float, help="seconds per run (5; --full: 15)")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per run (1; --full: 3)")
+    parser.add_argument(
+        "--max-requests", type=int, help="most answers per run (50,000; --full: 500,000)"
+    )
+    parser.add_argument("--workers", type=int, help="processes per service (CPU count)")
+    parser.add_argument("--uvicorn-workers", type=int, help="certificate service processes")
+    parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (1)")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="certificates at scale")
+    parser.add_argument("--accounts", type=int, default=100_000, help="accounts at scale")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="GLOB", help="scenarios to run (all)"
+    )
+    parser.add_argument("--no-cfssl", action="store_true", help="skip the cfssl comparison")
+    parser.add_argument("--no-overload", action="store_true", help="skip the c256 runs")
+    parser.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="py-spy the service during these scenarios at c32 (raw stacks in bench/results/)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+        or DEFAULT_SERVER,
+        help="PostgreSQL server to create the throwaway database on",
+    )
+    parser.add_argument("--keep-db", action="store_true", help="do not drop the database")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="set up and seed as for a run, then keep the services up until Ctrl-C (for Locust)",
+    )
+    return parser.parse_args(argv)
+
+
+def base_url(ctx: Context, scenario: Scenario) -> str:
+    services = ctx.services
+    return services.certificate_url if scenario.service == "certificate" else services.account_url
+
+
+def start_profiler(
+    ctx: Context, scenario: Scenario, concurrency: int, opts: Options
+) -> subprocess.Popen[bytes] | None:
+    if concurrency != 32 or not any(fnmatch.fnmatch(scenario.name, p) for p in opts.profile):
+        return None
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        print("  --profile needs py-spy (pip install py-spy)", file=sys.stderr)
+        return None
+    name = "certificate-api" if scenario.service == "certificate" else "account-api"
+    slug = "".join(ch if ch.isalnum() else "-" for ch in scenario.name)
+    out = report.RESULTS_DIR / f"profile-{slug}-c{concurrency}.txt"
+    report.RESULTS_DIR.mkdir(exist_ok=True)
+    command = [py_spy, "record", "--format", "raw", "--rate", "100", "--nonblocking"]
+    command += ["--subprocesses"]
+    command += ["--duration", str(round(opts.seconds)), "--output", str(out)]
+    command += ["--pid", str(ctx.services.procs[name].pid)]
+    print(f"  profiling {name} into {out}", file=sys.stderr)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def measure(ctx: Context, scenario: Scenario, concurrency: int, opts: Options) -> Row:
+    """Warm up, then one bounded wrk run of the scenario at this concurrency."""
+    ctx.refresh_tokens()
+    row = Row(
+        scenario.name, scenario.service, concurrency, sorted(scenario.expected), scenario.crypto
+    )
+    if scenario.before and (note := scenario.before(ctx)):
+        row.note = note
+        print(f"  {scenario.name} c{concurrency}: {note}", file=sys.stderr)
+        return row
+    cap = scenario.cap or opts.max_requests
+    url = base_url(ctx, scenario)
+    if opts.warmup:
+        run_wrk(url, scenario.build(ctx, cap), concurrency, opts.warmup, cap, opts.threads)
+        if scenario.before:
+            scenario.before(ctx)
+        settle()
+    profiler = start_profiler(ctx, scenario, concurrency, opts)
+    requests = scenario.build(ctx, cap)
+    service_before, machine_before = ctx.services.cpu_seconds(), busy_seconds()
+    row.result = run_wrk(url, requests, concurrency, opts.seconds, cap, opts.threads)
+    elapsed = max(row.result.seconds, 1e-9)
+    row.service_cores = (ctx.services.cpu_seconds() - service_before) / elapsed
+    row.machine_cores = (busy_seconds() - machine_before) / elapsed
+    if profiler is not None:
+        profiler.wait()
+    r = row.result
+    print(
+        f"  {scenario.name:<22} c{concurrency:<4} {r.rps:9,.0f} req/s  p50 {r.p50_ms:7.1f} ms  "
+        f"p99 {r.p99_ms:7.1f} ms  errors {row.errors}  statuses {r.statuses}  "
+        f"CPU service {row.service_cores:.2f} machine {row.machine_cores:.2f} wrk "
+        f"{r.generator_cpu / elapsed:.2f}",
+        file=sys.stderr,
+    )
+    settle()
+    return row
+
+
+def measure_scale_point(ctx: Context, opts: Options) -> ScalePoint:
+    from bench.seed import count_rows
+
+    certificates, accounts = count_rows(ctx.database_url)
+    point = ScalePoint(certificates, accounts)
+    print(f"scale point: {certificates:,} certificates, {accounts:,} accounts", file=sys.stderr)
+    for name in ("fetch JSON", "list active"):
+        for concurrency in (1, 32):
+            point.rows.append(measure(ctx, scenarios.by_name(name), concurrency, opts))
+    return point
+
+
+def run_all(run: Run, ctx: Context, args: argparse.Namespace, opts: Options) -> None:
+    def wanted(name: str) -> bool:
+        return not args.only or any(fnmatch.fnmatch(name, p) for p in args.only)
+
+    scale = args.scale or args.full
+    if scale:
+        run.scale.append(measure_scale_point(ctx, opts))
+
+    print("crypto ceilings (in process, one core)", file=sys.stderr)
+    account_settings = AccountSettings(_env_file=None)
+    run.crypto = crypto_ceilings(
+        max(1.0, opts.seconds / 2),
+        account_settings.argon2_time_cost,
+        account_settings.argon2_memory_cost,
+        account_settings.argon2_parallelism,
+    )
+    for key, value in run.crypto.items():
+        print(f"  {key:<14} {value:9,.1f} /s", file=sys.stderr)
+
+    print("framework ceilings (GET /healthz)", file=sys.stderr)
+    for service, ceiling in scenarios.CEILINGS.items():
+        for concurrency in (1, 32):
+            row = measure(ctx, ceiling, concurrency, opts)
+            run.rows.append(row)
+            if row.result:
+                run.framework.setdefault(service, {})[concurrency] = row.result.rps
+
+    print("scenarios", file=sys.stderr)
+    for scenario in scenarios.SCENARIOS:
+        if wanted(scenario.name):
+            for concurrency in (1, 32):
+                run.rows.append(measure(ctx, scenario, concurrency, opts))
+
+    if not args.no_overload:
+        print("overload (c256)", file=sys.stderr)
+        for name in scenarios.OVERLOAD:
+            if wanted(name):
+                row = measure(ctx, scenarios.by_name(name), 256, opts)
+                row.recovery_s = ctx.services.wait_responsive(row.service)
+                print(f"  answering /readyz within 1 s again after {row.recovery_s:.1f} s")
+                run.overload.append(row)
+
+    if not args.no_cfssl and wanted("issue ec-p256"):
+        print("cfssl side by side (c16)", file=sys.stderr)
+        run.cfssl.append(measure(ctx, scenarios.by_name("issue ec-p256"), 16, opts))
+        outcome = run_cfssl(16, opts.seconds, opts.max_requests, opts.warmup, opts.threads)
+        row = Row("cfssl newcert ec-p256", "cfssl", 16, [200], "ec-p256")
+        if isinstance(outcome, str):
+            row.note = outcome
+        else:
+            row.result = outcome
+        run.cfssl.append(row)
+        print(f"  cfssl: {outcome if isinstance(outcome, str) else f'{outcome.rps:,.0f} req/s'}")
+
+    if scale:
+        print(f"scaling to {args.rows:,} certificates, {args.accounts:,} accounts", file=sys.stderr)
+        started = time.perf_counter()
+        scenarios.scale_to(ctx, args.rows, args.accounts)
+        seeded = time.perf_counter() - started
+        print(f"  seeded in {seeded:.0f} s", file=sys.stderr)
+        point = measure_scale_point(ctx, opts)
+        point.seed_seconds = seeded
+        run.scale.append(point)
+        run.plans = explain_service_queries(ctx.database_url, ctx.reader.id, ctx.reader_ids[0])
+
+
+def serve(ctx: Context) -> None:
+    print(f"certificate service: {ctx.services.certificate_url}")
+    print(f"account service:     {ctx.services.account_url}")
+    print(f"a seeded customer:   {ctx.reader.email} / {scenarios.PASSWORD}")
+    print("Ctrl-C (or SIGTERM) stops the services and drops the database.")
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)  # also when started in the background
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if not wrk_available():
+        print("bench needs wrk on PATH (apt-get install wrk)", file=sys.stderr)
+        return 2
+    workers = args.workers or os.cpu_count() or 1
+    opts = Options(
+        seconds=args.duration or (15.0 if args.full else 5.0),
+        warmup=args.warmup if args.warmup is not None else (3.0 if args.full else 1.0),
+        max_requests=args.max_requests or (500_000 if args.full else 50_000),
+        threads=args.wrk_threads,
+        profile=args.profile,
+    )
+    run = Run(
+        command=shlex.join(
+            ["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        machine=report.machine(),
+        settings={
+            "workers": {"account-api": workers, "certificate-api": args.uvicorn_workers or workers},
+            "seconds": opts.seconds,
+            "warmup": opts.warmup,
+            "max_requests": opts.max_requests,
+            "wrk_threads": opts.threads,
+        },
+    )
+    database = BenchDatabase(args.database_url)
+    print(f"database {database.name}", file=sys.stderr)
+    database.create()
+    var_dir = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
+    report.RESULTS_DIR.mkdir(exist_ok=True)
+    services = Services(
+        database.url,
+        var_dir,
+        report.RESULTS_DIR / "services.log",
+        account_workers=workers,
+        certificate_workers=args.uvicorn_workers or workers,
+    )
+    try:
+        services.start()
+        print("seeding", file=sys.stderr)
+        ctx = scenarios.prepare(services, database.url)
+        waited = services.wait_idle()
+        print(f"services idle after {waited:.0f} s (start-up work done)", file=sys.stderr)
+        if args.serve:
+            serve(ctx)
+            return 0
+        run_all(run, ctx, args, opts)
+    finally:
+        leftovers = services.stop()
+        if leftovers:
+            run.notes.append(
+                f"{len(leftovers)} process(es) of the services outlived their shutdown "
+                "and were killed: " + "; ".join(leftovers)
+            )
+        if not args.keep_db:
+            database.drop()
+        shutil.rmtree(var_dir, ignore_errors=True)
+    path = report.save(run)
+    print(report.markdown(run))
+    print(f"results: {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
