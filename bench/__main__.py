@@ -7,6 +7,7 @@ comparison, which `--scale` adds on its own too. See docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import os
 import shlex
@@ -99,7 +100,7 @@ def start_profiler(
         return None
     name = "certificate-api" if scenario.service == "certificate" else "account-api"
     slug = "".join(ch if ch.isalnum() else "-" for ch in scenario.name)
-    out = report.RESULTS_DIR / f"profile-{slug}-c{concurrency}.txt"
+    out = report.RESULTS_DIR / f"{ctx.stem}-profile-{slug}-c{concurrency}.txt"
     report.RESULTS_DIR.mkdir(exist_ok=True)
     command = [py_spy, "record", "--format", "raw", "--rate", "100", "--nonblocking"]
     command += ["--subprocesses"]
@@ -130,7 +131,7 @@ def measure(ctx: Context, scenario: Scenario, concurrency: int, opts: Options) -
     requests = scenario.build(ctx, cap)
     service_before, machine_before = ctx.services.cpu_seconds(), busy_seconds()
     row.result = run_wrk(url, requests, concurrency, opts.seconds, cap, opts.threads)
-    elapsed = max(row.result.seconds, 1e-9)
+    elapsed = row.result.seconds or opts.seconds
     row.service_cores = (ctx.services.cpu_seconds() - service_before) / elapsed
     row.machine_cores = (busy_seconds() - machine_before) / elapsed
     if profiler is not None:
@@ -196,7 +197,9 @@ def run_all(run: Run, ctx: Context, args: argparse.Namespace, opts: Options) -> 
         print("overload (c256)", file=sys.stderr)
         for name in scenarios.OVERLOAD:
             if wanted(name):
-                row = measure(ctx, scenarios.by_name(name), 256, opts)
+                # Longer: at c256 a request may queue for seconds before its first answer.
+                longer = dataclasses.replace(opts, seconds=max(15.0, opts.seconds))
+                row = measure(ctx, scenarios.by_name(name), 256, longer)
                 row.recovery_s = ctx.services.wait_responsive(row.service)
                 print(f"  answering /readyz within 1 s again after {row.recovery_s:.1f} s")
                 run.overload.append(row)
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     services = Services(
         database.url,
         var_dir,
-        report.RESULTS_DIR / "services.log",
+        report.RESULTS_DIR / f"{run.stem}-services.log",
         account_workers=workers,
         certificate_workers=args.uvicorn_workers or workers,
     )
@@ -285,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         services.start()
         print("seeding", file=sys.stderr)
         ctx = scenarios.prepare(services, database.url)
+        ctx.stem = run.stem
         waited = services.wait_idle()
         print(f"services idle after {waited:.0f} s (start-up work done)", file=sys.stderr)
         if args.serve:

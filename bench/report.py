@@ -53,6 +53,7 @@ class Run:
 
     command: str
     started: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    stem: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
     machine: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     crypto: dict[str, float] = field(default_factory=dict)
@@ -236,11 +237,14 @@ def targets(run: Run) -> list[tuple[str, str, bool | None]]:
         ok = sum(n for status, n in r.statuses.items() if 200 <= status < 300)
         unanswered = r.timeouts + r.socket_errors
         other = r.answered - ok - r.retry_after
+        recovery = row.recovery_s if row.recovery_s is not None else 0.0
         out.append(
             (
-                f"{row.scenario} c{row.concurrency}: every request answered 2xx or 503+Retry-After",
-                f"{unanswered} unanswered, {other} other",
-                unanswered == 0 and other == 0,
+                f"{row.scenario} c{row.concurrency}: every request answered 2xx or "
+                "503+Retry-After, /readyz within 1 s again after < 5 s",
+                f"{ok:,} 2xx, {r.retry_after:,} 503, {other} other, {unanswered} unanswered; "
+                f"{recovery:.0f} s",
+                unanswered == 0 and other == 0 and recovery < 5,
             )
         )
     if len(run.scale) >= 2:
@@ -303,7 +307,7 @@ def markdown(run: Run) -> str:
 def save(run: Run) -> Path:
     """bench/results/<time>.json and .md (gitignored)."""
     RESULTS_DIR.mkdir(exist_ok=True)
-    stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stem = run.stem
     data = asdict(run)
     data["targets"] = [{"target": t, "measured": m, "met": met} for t, m, met in targets(run)]
     path = RESULTS_DIR / f"{stem}.json"

@@ -57,6 +57,7 @@ class Context:
     csrs: list[str] = field(default_factory=list)
     ocsp_bodies: list[bytes] = field(default_factory=list)
     tag: str = field(default_factory=lambda: secrets.token_hex(3))
+    stem: str = ""  # the run's name in bench/results/
     sign_ups: itertools.count[int] = field(default_factory=itertools.count)
     logged_in_at: float = field(default_factory=time.monotonic)
 
