@@ -23,6 +23,7 @@ from schema import keyfiles
 from schema.db import engine_options, normalize_url
 from schema.logs import configure_logging
 from schema.migrate import MIGRATIONS_DIR
+from schema.tokens import load_verify_key
 
 SECURITY_SCHEMES: dict[str, Any] = {
     "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
@@ -100,7 +101,7 @@ def create_app(settings: AccountSettings | None = None) -> OpenAPI:
         minter=TokenMinter(
             private_pem, settings.token_issuer, settings.token_audience, settings.token_ttl_seconds
         ),
-        verify_key=keyfiles.token_verify_key(settings),
+        verify_key=load_verify_key(keyfiles.token_verify_key(settings)),
     )
 
     observability.install(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import current_app
 
 from account_api.auth.passwords import Passwords
@@ -18,7 +19,7 @@ class Runtime:
     settings: AccountSettings
     passwords: Passwords
     minter: TokenMinter
-    verify_key: bytes
+    verify_key: Ed25519PublicKey
 
 
 def runtime() -> Runtime:

@@ -11,11 +11,9 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
-from certificate_api.certificates.service import Actor
 from certificate_api.errors import Unauthorized
 from certificate_api.runtime import Runtime
-from schema.accounts import Account
-from schema.tokens import InvalidToken, verify_access_token
+from schema.tokens import InvalidToken, TokenClaims
 
 # The token URL is the account service's: /docs "Authorize" logs in there (CORS allows it).
 # It is set per app in create_app; this scheme only extracts the bearer token.
@@ -53,26 +51,34 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_actor(
-    runtime: RuntimeDep, session: SessionDep, token: Annotated[str | None, Depends(bearer)]
-) -> Actor:
-    """The live account of the bearer token; 401 otherwise (deleted accounts included)."""
+async def get_read_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
+    """A session for routes that only read: autocommit, so no BEGIN and no ROLLBACK."""
+    session = runtime.readers()
+    try:
+        yield session
+    finally:
+        session.close()  # nothing to roll back: returning the connection is not I/O
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
+
+
+async def get_caller(
+    runtime: RuntimeDep, token: Annotated[str | None, Depends(bearer)]
+) -> TokenClaims:
+    """The verified claims of the bearer token; 401 otherwise.
+
+    Only the signature and claims are checked here (no I/O, so on the event loop); that the
+    account still exists is checked by the route, in the same thread and transaction as its
+    own queries (`service.authorize`): one database connection per request, held only while
+    it is used.
+    """
     if not token:
         raise Unauthorized()
-    settings = runtime.settings
     try:
-        claims = verify_access_token(
-            token, runtime.verify_key, settings.token_issuer, settings.token_audience
-        )
+        return runtime.tokens.claims(token)
     except InvalidToken:
         raise Unauthorized() from None
-    account = session.get(Account, claims.account_id)
-    # Give the connection back while the route waits for its thread: a request never holds
-    # a pooled connection it is not using, so a pool smaller than the thread pool cannot stall.
-    session.rollback()
-    if account is None or account.deleted_at is not None:
-        raise Unauthorized()
-    return Actor.of(account)
 
 
-CurrentActor = Annotated[Actor, Depends(get_actor)]
+Caller = Annotated[TokenClaims, Depends(get_caller)]

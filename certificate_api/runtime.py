@@ -16,6 +16,7 @@ from certificate_api.revocation.service import CrlCache, ResponderKeeper, ensure
 from certificate_api.settings import CertificateSettings
 from schema import keyfiles
 from schema.db import make_engine, make_sessionmaker
+from schema.tokens import VerifiedTokens, load_verify_key, verify_access_token
 
 
 @dataclass
@@ -25,7 +26,8 @@ class Runtime:
     settings: CertificateSettings
     engine: Engine
     sessions: sessionmaker[Session]
-    verify_key: bytes
+    readers: sessionmaker[Session]  # autocommit: for routes that only read
+    tokens: VerifiedTokens
     keyring: Keyring
     ca: IssuingCa
     crl_cache: CrlCache
@@ -43,6 +45,15 @@ def keyring_from(settings: CertificateSettings) -> Keyring:
     configured = settings.master_keys.get_secret_value() if settings.master_keys else None
     return parse_keyring(
         keyfiles.master_keys_text(settings.var_dir, configured, settings.master_keys_file)
+    )
+
+
+def _token_verifier(settings: CertificateSettings) -> VerifiedTokens:
+    key = load_verify_key(keyfiles.token_verify_key(settings))
+    return VerifiedTokens(
+        lambda token: verify_access_token(
+            token, key, settings.token_issuer, settings.token_audience
+        )
     )
 
 
@@ -75,7 +86,8 @@ def build_runtime(settings: CertificateSettings) -> Runtime:
         settings=settings,
         engine=engine,
         sessions=sessions,
-        verify_key=keyfiles.token_verify_key(settings),
+        readers=make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT")),
+        tokens=_token_verifier(settings),
         keyring=keyring,
         ca=ca,
         crl_cache=CrlCache(),

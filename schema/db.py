@@ -44,7 +44,9 @@ def engine_options(
         "pool_size": pool_size,
         "max_overflow": max_overflow,
         "pool_timeout": pool_timeout,
-        "pool_pre_ping": True,
+        # No pre-ping: it costs a round trip on every checkout. A connection that died (database
+        # restart) fails its next statement instead; SQLAlchemy then discards the whole pool
+        # and that one request gets 503 with Retry-After.
         "pool_recycle": 1800,
     }
 

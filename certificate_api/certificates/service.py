@@ -33,6 +33,7 @@ from schema.certificates import (
     mark_revoked,
 )
 from schema.events import EventType, record_event
+from schema.tokens import TokenClaims
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,16 @@ class Actor:
     def of(cls, account: Account) -> Actor:
         """The actor for an account row."""
         return cls(account.id, account.role is Role.ADMIN)
+
+
+def authorize(session: Session, claims: TokenClaims) -> Actor:
+    """The actor a verified token names, if its account still exists; 401 otherwise."""
+    row = session.execute(
+        select(Account.role, Account.deleted_at).where(Account.id == claims.account_id)
+    ).one_or_none()
+    if row is None or row.deleted_at is not None:
+        raise Unauthorized()
+    return Actor(claims.account_id, Role(row.role) is Role.ADMIN)
 
 
 def request_fingerprint(body: dict[str, Any]) -> str:
@@ -200,6 +211,25 @@ def get_visible(
     if cert is None:
         raise NotFound("no such certificate")
     return cert
+
+
+def get_visible_to(
+    session: Session, certificate_id: uuid.UUID, claims: TokenClaims
+) -> tuple[Certificate, Actor]:
+    """`authorize` and `get_visible` in one round trip: the hot path of a fetch by id."""
+    row = session.execute(
+        select(Account.role, Account.deleted_at, Certificate)
+        .select_from(Account)
+        .outerjoin(Certificate, Certificate.id == certificate_id)
+        .where(Account.id == claims.account_id)
+    ).one_or_none()
+    if row is None or row.deleted_at is not None:
+        raise Unauthorized()
+    actor = Actor(claims.account_id, Role(row.role) is Role.ADMIN)
+    cert: Certificate | None = row.Certificate
+    if cert is None or not (actor.is_admin or cert.account_id == actor.id):
+        raise NotFound("no such certificate")
+    return cert, actor
 
 
 def get_owned(session: Session, certificate_id: uuid.UUID, actor: Actor) -> Certificate:
