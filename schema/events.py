@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import enum
+import logging
+import threading
+import time
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Connection, Engine, Index, Integer, String, Text, event, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from schema.base import BIGINT_PK, Base, rfc3339, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class EventState(enum.StrEnum):
@@ -81,9 +87,61 @@ class WebhookEndpoint(Base):
     disabled_reason: Mapped[str | None] = mapped_column(Text, default=None)
 
 
-# Committing an event on PostgreSQL wakes idle workers at once (LISTEN/NOTIFY); the
-# notification is sent only if the transaction commits, and duplicates within one collapse.
+# Idle workers LISTEN on this channel (PostgreSQL). The NOTIFY is sent after the event's
+# transaction commits, by a background thread, never inside it: PostgreSQL serializes the
+# commits of notifying transactions (a global queue lock held through the WAL flush), which
+# would turn every change into a single file. Many commits close together share one NOTIFY.
+# Should the process die between commit and NOTIFY, workers still find the event by polling.
 EVENTS_CHANNEL = "tessera_events"
+
+
+class _Notifier:
+    """One per engine: sends NOTIFY after commits that recorded events, coalescing bursts."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.wanted = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="events-notify", daemon=True)
+        self.thread.start()
+
+    def poke(self) -> None:
+        self.wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self.wanted.wait()
+            self.wanted.clear()
+            try:
+                with self.engine.connect() as conn:
+                    conn.execute(text(f"NOTIFY {EVENTS_CHANNEL}"))
+                    conn.commit()
+            except SQLAlchemyError:
+                log.warning("could not notify workers; they will find events by polling")
+                time.sleep(1)
+
+
+_notifiers: dict[int, _Notifier] = {}
+_notifiers_lock = threading.Lock()
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_workers(session: Session) -> None:
+    if not session.info.pop("events_recorded", False):
+        return
+    bind = session.get_bind()
+    engine = bind.engine if isinstance(bind, Connection) else bind
+    if engine.dialect.name != "postgresql":
+        return
+    with _notifiers_lock:
+        notifier = _notifiers.get(id(engine.pool))
+        if notifier is None:
+            notifier = _notifiers[id(engine.pool)] = _Notifier(engine)
+    notifier.poke()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_events(session: Session) -> None:
+    session.info.pop("events_recorded", None)
 
 
 def record_event(
@@ -107,6 +165,5 @@ def record_event(
         "data": data,
     }
     session.add(event)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"NOTIFY {EVENTS_CHANNEL}"))
+    session.info["events_recorded"] = True  # wake the workers once this commits
     return event
