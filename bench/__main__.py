@@ -28,7 +28,7 @@ from bench.load import run_wrk, settle, wrk_available
 from bench.report import Row, Run, ScalePoint
 from bench.scenarios import Context, Scenario
 from bench.seed import explain_service_queries
-from bench.services import BenchDatabase, Services, busy_seconds
+from bench.services import BenchDatabase, Services, busy_seconds, database_cpu_seconds
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -129,19 +129,29 @@ def measure(ctx: Context, scenario: Scenario, concurrency: int, opts: Options) -
         settle()
     profiler = start_profiler(ctx, scenario, concurrency, opts)
     requests = scenario.build(ctx, cap)
-    service_before, machine_before = ctx.services.cpu_seconds(), busy_seconds()
+    database = ctx.services.database_name
+    before = (ctx.services.cpu_seconds(), database_cpu_seconds(database), busy_seconds())
+    started = time.monotonic()
     row.result = run_wrk(url, requests, concurrency, opts.seconds, cap, opts.threads)
-    elapsed = row.result.seconds or opts.seconds
-    row.service_cores = (ctx.services.cpu_seconds() - service_before) / elapsed
-    row.machine_cores = (busy_seconds() - machine_before) / elapsed
+    wall = time.monotonic() - started  # wrk's whole life, the window the CPU deltas cover
+    service, db, machine = (
+        (after - first) / wall
+        for first, after in zip(
+            before,
+            (ctx.services.cpu_seconds(), database_cpu_seconds(database), busy_seconds()),
+            strict=True,
+        )
+    )
+    row.service_cores, row.database_cores = service, max(0.0, db)
+    row.other_cores = max(0.0, machine - service - db - row.result.generator_cpu / wall)
     if profiler is not None:
         profiler.wait()
     r = row.result
     print(
         f"  {scenario.name:<22} c{concurrency:<4} {r.rps:9,.0f} req/s  p50 {r.p50_ms:7.1f} ms  "
         f"p99 {r.p99_ms:7.1f} ms  errors {row.errors}  statuses {r.statuses}  "
-        f"CPU service {row.service_cores:.2f} machine {row.machine_cores:.2f} wrk "
-        f"{r.generator_cpu / elapsed:.2f}",
+        f"CPU service {service:.2f} PostgreSQL {db:.2f} rest {row.other_cores:.2f} "
+        f"wrk {r.generator_cpu / wall:.2f}",
         file=sys.stderr,
     )
     settle()

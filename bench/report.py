@@ -29,7 +29,8 @@ class Row:
     result: LoadResult | None = None
     note: str = ""
     service_cores: float | None = None  # CPU the service's processes used, in cores
-    machine_cores: float | None = None  # CPU the whole machine used (PostgreSQL, wrk, others)
+    database_cores: float | None = None  # CPU of the PostgreSQL backends of the bench database
+    other_cores: float | None = None  # the rest of the machine, wrk excluded: noise if large
     recovery_s: float | None = None  # after an overload run: until /readyz answers in 1 s
 
     @property
@@ -114,7 +115,7 @@ def crypto_ratio(run: Run, row: Row) -> float | None:
 def scenario_table(run: Run, rows: list[Row]) -> str:
     lines = [
         "| scenario | c | req/s | p50 ms | p99 ms | errors | ÷ framework | ÷ crypto (1 core) "
-        "| CPU cores: service / machine |",
+        "| CPU cores: service / PostgreSQL / rest |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in rows:
@@ -122,12 +123,14 @@ def scenario_table(run: Run, rows: list[Row]) -> str:
             lines.append(f"| {row.scenario} | {row.concurrency} | {row.note} | | | | | | |")
             continue
         r = row.result
-        service = "—" if row.service_cores is None else f"{row.service_cores:.2f}"
-        machine = "—" if row.machine_cores is None else f"{row.machine_cores:.2f}"
+        cpu = " / ".join(
+            "—" if value is None else f"{value:.2f}"
+            for value in (row.service_cores, row.database_cores, row.other_cores)
+        )
         lines.append(
             f"| {row.scenario} | {row.concurrency} | {r.rps:,.0f} | {_ms(r.p50_ms)} | "
             f"{_ms(r.p99_ms)} | {row.errors} | {_ratio(framework_ratio(run, row))} | "
-            f"{_ratio(crypto_ratio(run, row))} | {service} / {machine} |"
+            f"{_ratio(crypto_ratio(run, row))} | {cpu} |"
         )
     return "\n".join(lines)
 
@@ -281,7 +284,9 @@ def markdown(run: Run) -> str:
         "",
         "Scenarios (wrk, one process, closed loop; `÷ framework` = req/s over GET /healthz "
         "of the same service at the same concurrency; `÷ crypto` = req/s over the in-process "
-        "single-core rate of the same key and signing work):",
+        "single-core rate of the same key and signing work; `CPU cores`: what the service's "
+        "processes, the bench database's PostgreSQL backends and the rest of the machine "
+        "(wrk excluded) used during the run, so a large `rest` marks a disturbed run):",
         "",
         scenario_table(run, run.rows),
         "",

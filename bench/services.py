@@ -72,6 +72,10 @@ class Services:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
+    def database_name(self) -> str:
+        return str(make_url(self.database_url).database)
+
+    @property
     def account_url(self) -> str:
         return f"http://127.0.0.1:{self.account_port}"
 
@@ -220,6 +224,20 @@ def busy_seconds() -> float:
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
     return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def database_cpu_seconds(database: str) -> float:
+    """CPU time used so far by the PostgreSQL backends serving `database` (by process title)."""
+    marker = f" {database} ".encode()
+    total = 0.0
+    for pid in _pids():
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"postgres:") and marker in title:
+            total += _cpu(pid)
+    return total
 
 
 def _pids() -> list[int]:
