@@ -29,7 +29,7 @@ from certificate_api.revocation.service import CrlCache, current_crl, revoked_en
 from certificate_api.runtime import build_runtime
 from certificate_api.settings import CertificateSettings
 from schema.base import utcnow
-from schema.certificates import Certificate, CrlState
+from schema.certificates import Certificate, CrlRevision
 
 
 def main() -> None:
@@ -81,7 +81,8 @@ def run(url: str, count: int) -> None:
         copy_certificates(url, templates, owners, count, "crl", held_every=10**12, revoked_every=1)
         vacuum_analyze(url)
         with runtime.sessions() as session:
-            session.execute(update(CrlState).values(revision=CrlState.revision + 1))
+            # The rows were copied in behind the service's back: say that the CRL changed.
+            session.execute(update(CrlRevision).values(revision=CrlRevision.revision + 1))
             session.commit()
 
         cache = CrlCache()

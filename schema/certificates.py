@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -191,10 +192,11 @@ class IdempotencyKey(Base):
 
 
 class CrlState(Base):
-    """Per issuing CA: a revision bumped by every hold, release and revocation, and the last CRL.
+    """Per issuing CA: the last CRL built, its number, and the revision it was built from.
 
-    The cached CRL is current while `built_revision == revision`; a change bumps `revision` in
-    its own transaction, so the next CRL request sees it committed and rebuilds.
+    Every hold, release and revocation bumps one of the issuer's `crl_revisions` slots in its
+    own transaction; the sum of the slots is the issuer's revision. The cached CRL is
+    current while `built_revision` equals that sum.
     """
 
     __tablename__ = "crl_state"
@@ -202,7 +204,6 @@ class CrlState(Base):
     issuer_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("certificate_authorities.id"), primary_key=True
     )
-    revision: Mapped[int] = mapped_column(BIGINT_PK, default=0)
     built_revision: Mapped[int | None] = mapped_column(BIGINT_PK, default=None)
     crl_number: Mapped[int] = mapped_column(BIGINT_PK, default=0)
     der: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
@@ -210,6 +211,23 @@ class CrlState(Base):
     next_update: Mapped[datetime | None] = mapped_column(default=None)
     entries: Mapped[int] = mapped_column(Integer, default=0)
     built_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+CRL_SLOTS = 16
+
+
+class CrlRevision(Base):
+    """One slot of an issuer's change counter. Changes bump the slot of their certificate,
+    so concurrent holds and revocations of different certificates rarely wait on one row
+    (a single counter row would make every such commit, fsync included, wait its turn)."""
+
+    __tablename__ = "crl_revisions"
+
+    issuer_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("certificate_authorities.id"), primary_key=True
+    )
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(BIGINT_PK, default=0)
 
 
 def certificate_event_data(cert: Certificate, now: datetime | None = None) -> dict[str, Any]:
@@ -255,13 +273,15 @@ def history_entry(
     )
 
 
-def bump_crl_revision(session: Session, issuer_ids: set[uuid.UUID]) -> None:
-    """Mark the CRLs of these issuers stale. Call last before commit: it locks one row."""
-    for issuer_id in sorted(issuer_ids):
+def bump_crl_revision(session: Session, certs: Iterable[Certificate]) -> None:
+    """Mark the CRLs of these certificates' issuers stale. Call last before commit: it
+    locks a counter slot until then."""
+    slots = sorted({(cert.issuer_id, cert.id.int % CRL_SLOTS) for cert in certs})
+    for issuer_id, slot in slots:  # in one order, so two transactions cannot deadlock
         session.execute(
-            update(CrlState)
-            .where(CrlState.issuer_id == issuer_id)
-            .values(revision=CrlState.revision + 1)
+            update(CrlRevision)
+            .where(CrlRevision.issuer_id == issuer_id, CrlRevision.slot == slot)
+            .values(revision=CrlRevision.revision + 1)
         )
 
 
@@ -295,5 +315,5 @@ def revoke_account_certificates(
         delete(CertificateKey).where(CertificateKey.certificate_id.in_(owned)),
         execution_options={"synchronize_session": False},
     )
-    bump_crl_revision(session, {cert.issuer_id for cert in certs})
+    bump_crl_revision(session, certs)
     return len(certs)

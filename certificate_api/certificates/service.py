@@ -174,7 +174,7 @@ def store_issued(
     record_event(session, EventType.CERTIFICATE_CREATED, cert.id, certificate_event_data(cert, now))
     _remember(session, actor, "issue", idempotency_key, fingerprint, cert.id, 201)
     if not cert.is_active:
-        bump_crl_revision(session, {cert.issuer_id})  # issued on hold: it belongs on the CRL
+        bump_crl_revision(session, [cert])  # issued on hold: it belongs on the CRL
     try:
         session.commit()
     except IntegrityError:
@@ -343,7 +343,7 @@ def set_active(session: Session, cert: Certificate, active: bool, actor: Actor) 
     )
     event = EventType.CERTIFICATE_ACTIVATED if active else EventType.CERTIFICATE_DEACTIVATED
     record_event(session, event, cert.id, certificate_event_data(cert, now))
-    bump_crl_revision(session, {cert.issuer_id})
+    bump_crl_revision(session, [cert])
     session.commit()  # the change, its event and the CRL revision commit together
     return cert
 
@@ -368,7 +368,7 @@ def revoke(
         session.execute(delete(CertificateKey).where(CertificateKey.certificate_id == cert.id))
     if actor is not None:
         _remember(session, actor, "revoke", idempotency_key, fingerprint, cert.id, 200)
-    bump_crl_revision(session, {cert.issuer_id})
+    bump_crl_revision(session, [cert])
     session.commit()
     return cert
 

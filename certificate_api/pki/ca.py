@@ -134,8 +134,9 @@ def create_ca(
     return root, Issuer(inter_cert, inter_key)
 
 
-def load_issuer(cert_pem: bytes, key_pem: bytes) -> Issuer:
-    """A CA certificate and its key, checked to belong together and to be able to issue."""
+def load_signer(cert_pem: bytes, key_pem: bytes) -> Issuer:
+    """A certificate and its key, checked to belong together (a CA or a delegated signer
+    such as the OCSP responder)."""
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
         key = load_private_key_pem(key_pem)
@@ -143,6 +144,13 @@ def load_issuer(cert_pem: bytes, key_pem: bytes) -> Issuer:
         raise CaImportError(f"not a PEM certificate and private key: {exc}") from None
     if cert.public_key() != key.public_key():
         raise CaImportError("the private key does not match the certificate")
+    return Issuer(cert, key)
+
+
+def load_issuer(cert_pem: bytes, key_pem: bytes) -> Issuer:
+    """A CA certificate and its key, checked to belong together and to be able to issue."""
+    signer = load_signer(cert_pem, key_pem)
+    cert, key = signer.certificate, signer.private_key
     try:
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value

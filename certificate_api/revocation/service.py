@@ -1,11 +1,12 @@
 """What relying parties see: the CRL (cached, rebuilt on change) and OCSP answers.
 
 The CRL is rebuilt only when something changed. Every hold, release and revocation bumps
-`crl_state.revision` in its own transaction (`schema.certificates.bump_crl_revision`), and a
-built CRL records the revision it was built from. A request compares the two in one small
-read: equal means the stored CRL already reflects every committed change; different means
-build one, and publish it with a compare-and-set on the CRL number so that concurrent builders
-in several processes never give two different CRLs the same number.
+the issuer's revision (a counter spread over `crl_revisions` slots) in its own transaction
+(`schema.certificates.bump_crl_revision`), and a built CRL records the revision it was built
+from. A request compares the two in one small read: equal means the stored CRL already
+reflects every committed change; different means build one, and publish it with a
+compare-and-set on the CRL number so that concurrent builders in several processes never
+give two different CRLs the same number.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
-from sqlalchemy import not_, or_, select, update
+from sqlalchemy import func, not_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -27,11 +28,18 @@ from sqlalchemy.orm import Session
 
 from certificate_api.authority.service import IssuingCa, unseal_key
 from certificate_api.pki import revocation as pki
-from certificate_api.pki.ca import Issuer, load_issuer
+from certificate_api.pki.ca import Issuer, load_signer
 from certificate_api.pki.keys import KeyType, private_key_to_pem
 from certificate_api.pki.sealing import Keyring, seal
 from schema.base import utcnow
-from schema.certificates import CaRole, Certificate, CertificateAuthority, CrlState
+from schema.certificates import (
+    CRL_SLOTS,
+    CaRole,
+    Certificate,
+    CertificateAuthority,
+    CrlRevision,
+    CrlState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +66,20 @@ class CrlCache:
 
 
 def ensure_crl_state(session: Session, issuer_id: uuid.UUID) -> None:
-    """Create the issuer's CRL state row if missing; changes bump it from then on."""
+    """Create the issuer's CRL state row and counter slots if missing."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    # Both dialects' insert constructs have on_conflict_do_nothing.
     session.execute(
         insert(CrlState)
-        .values(issuer_id=issuer_id, revision=0, crl_number=0, entries=0)
-        # Both dialects' insert constructs have this method.
+        .values(issuer_id=issuer_id, crl_number=0, entries=0)
         .on_conflict_do_nothing(index_elements=["issuer_id"])
+    )
+    slots = [{"issuer_id": issuer_id, "slot": slot, "revision": 0} for slot in range(CRL_SLOTS)]
+    session.execute(
+        insert(CrlRevision)
+        .values(slots)
+        .on_conflict_do_nothing(index_elements=["issuer_id", "slot"])
     )
     session.commit()
 
@@ -133,9 +147,14 @@ class _State:
 
 def _state(session: Session, issuer_id: uuid.UUID) -> _State:
     session.rollback()  # a fresh snapshot: see everything committed until now
+    revision = (
+        select(func.coalesce(func.sum(CrlRevision.revision), 0))
+        .where(CrlRevision.issuer_id == issuer_id)
+        .scalar_subquery()
+    )
     row = session.execute(
         select(
-            CrlState.revision,
+            revision,
             CrlState.built_revision,
             CrlState.crl_number,
             CrlState.this_update,
@@ -246,7 +265,7 @@ class ResponderKeeper:
             )
         ).first()
         if row is not None:
-            loaded = load_issuer(row.certificate_pem.encode(), unseal_key(row, self.keyring))
+            loaded = load_signer(row.certificate_pem.encode(), unseal_key(row, self.keyring))
             if not self._due(loaded):
                 session.rollback()
                 return loaded

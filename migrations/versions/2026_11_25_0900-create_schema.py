@@ -120,9 +120,15 @@ def upgrade() -> None:
         batch_op.create_index('ix_certificates_active_account_id_created_at_id', ['account_id', 'created_at', 'id'], unique=False, postgresql_where=sa.text('is_active AND revoked_at IS NULL'), sqlite_where=sa.text('is_active AND revoked_at IS NULL'))
         batch_op.create_index('ix_certificates_off_serial_number', ['issuer_id', 'serial_number'], unique=False, postgresql_where=sa.text('NOT is_active OR revoked_at IS NOT NULL'), sqlite_where=sa.text('NOT is_active OR revoked_at IS NOT NULL'))
 
+    op.create_table('crl_revisions',
+    sa.Column('issuer_id', sa.Uuid(), nullable=False),
+    sa.Column('slot', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('revision', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.ForeignKeyConstraint(['issuer_id'], ['certificate_authorities.id'], name=op.f('fk_crl_revisions_issuer_id_certificate_authorities')),
+    sa.PrimaryKeyConstraint('issuer_id', 'slot', name=op.f('pk_crl_revisions'))
+    )
     op.create_table('crl_state',
     sa.Column('issuer_id', sa.Uuid(), nullable=False),
-    sa.Column('revision', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('built_revision', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('crl_number', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('der', sa.LargeBinary(), nullable=True),
@@ -191,6 +197,7 @@ def downgrade() -> None:
 
     op.drop_table('certificate_history')
     op.drop_table('crl_state')
+    op.drop_table('crl_revisions')
     with op.batch_alter_table('certificates', schema=None) as batch_op:
         batch_op.drop_index('ix_certificates_off_serial_number', postgresql_where=sa.text('NOT is_active OR revoked_at IS NOT NULL'), sqlite_where=sa.text('NOT is_active OR revoked_at IS NOT NULL'))
         batch_op.drop_index('ix_certificates_active_account_id_created_at_id', postgresql_where=sa.text('is_active AND revoked_at IS NULL'), sqlite_where=sa.text('is_active AND revoked_at IS NULL'))
