@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -59,10 +60,22 @@ def metrics_env(var_dir: Path, name: str) -> dict[str, str]:
     return {"PROMETHEUS_MULTIPROC_DIR": str(directory.resolve())}
 
 
+# Longer than the services' own graceful timeouts (Gunicorn 30 s, Uvicorn 20 s).
+STOP_TIMEOUT_SECONDS = 40
+
+
 def supervise(commands: Mapping[str, Sequence[str]], var_dir: Path) -> int:
-    """Start every command; when one exits or Ctrl-C comes, stop the rest gracefully."""
+    """Start every command; when one exits or Ctrl-C comes, stop the rest gracefully.
+
+    Each service runs in a session of its own, so a terminal's Ctrl-C reaches only this
+    supervisor, which then sends one SIGTERM to each service. Two signals at once (the
+    terminal's and a master's) is what leaves Gunicorn workers stuck. Whatever is still
+    running after the timeout is killed with its whole process group (workers included).
+    """
     procs = {
-        name: subprocess.Popen(list(cmd), env={**os.environ, **metrics_env(var_dir, name)})  # noqa: S603
+        name: subprocess.Popen(  # noqa: S603
+            list(cmd), env={**os.environ, **metrics_env(var_dir, name)}, start_new_session=True
+        )
         for name, cmd in commands.items()
     }
     stopping = False
@@ -86,10 +99,14 @@ def supervise(commands: Mapping[str, Sequence[str]], var_dir: Path) -> int:
         for proc in procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 25
-        for proc in procs.values():
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        for name, proc in procs.items():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
+                print(f"{name} did not stop in time; killing it", file=sys.stderr)
+            # The service's group: its worker processes and key-pool helpers too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     return code

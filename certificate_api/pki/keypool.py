@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -44,8 +45,10 @@ def _generate_der(key_type: str) -> bytes:
     )
 
 
-def _lower_priority() -> None:
-    """Refill processes yield the CPU to request handling."""
+def _start_refill_process() -> None:
+    """Refill processes yield the CPU to request handling, and leave Ctrl-C to the service:
+    it shuts the pool down, and they exit after the key in hand."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(10)
 
@@ -98,7 +101,7 @@ class KeyPool:
                 self.executor = ProcessPoolExecutor(
                     max_workers=self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_lower_priority,
+                    initializer=_start_refill_process,
                 )
             for _ in range(short):
                 future = self.executor.submit(_generate_der, key_type.value)
