@@ -28,6 +28,8 @@ max_requests_jitter = 1000
 # The app logs every request as a JSON line with its request id; Gunicorn's own
 # access log would repeat it in another format.
 accesslog = None
+# No gunicornc control socket: its default path is shared by every Gunicorn of the user.
+control_socket_disable = True
 errorlog = "-"
 logconfig_dict: dict[str, Any] = {
     "version": 1,

@@ -77,7 +77,9 @@ def delete_account(path: AccountPath) -> Response:
     actor = current_account()
     account = service.get_visible(session(), path.id, actor)
     service.delete_account(session(), account, actor_id=actor.id)
-    return Response(status=204)
+    deleted = Response(status=204)
+    deleted.headers.remove("Content-Type")  # no body, so no media type
+    return deleted
 
 
 __all__ = ["PROBLEM", "ProblemOut", "bp"]

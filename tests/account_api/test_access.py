@@ -54,7 +54,9 @@ def test_delete_refuses_tokens_frees_the_email_and_keeps_the_row(
     accounts: Any, make_customer: Any, engine: Any
 ) -> None:
     customer: Customer = make_customer()
-    assert accounts.delete(f"/api/accounts/{customer.id}", headers=customer.auth).status_code == 204
+    deleted = accounts.delete(f"/api/accounts/{customer.id}", headers=customer.auth)
+    assert deleted.status_code == 204
+    assert deleted.data == b"" and "Content-Type" not in deleted.headers
     assert accounts.get("/api/accounts/me", headers=customer.auth).status_code == 401
     again = make_customer(email=customer.email)
     assert again.id != customer.id
