@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -41,11 +42,12 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_ctrl_c_stops_every_process_it_started(database_url: str, tmp_path: Path) -> None:
+def test_ctrl_c_stops_every_process_it_started(databases: Any, tmp_path: Path) -> None:
     account_port, certificate_port = free_port(), free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": database_url,
+        # A database of its own: its CA is sealed under this run's own master key.
+        "DATABASE_URL": databases.create(migrate=False),
         "VAR_DIR": str(tmp_path / "var"),
         "ACCOUNT_API_PORT": str(account_port),
         "CERTIFICATE_API_PORT": str(certificate_port),
