@@ -156,7 +156,7 @@ def fill_body(block: Any, body: dict[str, Any]) -> None:
 
 
 def test_tester_signs_up_authorizes_issues_lists_and_holds_from_docs(
-    live: LiveServices, watched: tuple[Any, Traffic]
+    live: LiveServices, watched: tuple[Any, Traffic], tmp_path: Path
 ) -> None:
     page, traffic = watched
     email = f"browser-{uuid.uuid4().hex[:10]}@example.com"
@@ -200,6 +200,10 @@ def test_tester_signs_up_authorizes_issues_lists_and_holds_from_docs(
     assert created["account_id"] == account["id"]
     assert created["status"] == "active" and created["is_active"] is True
     assert "BEGIN PRIVATE KEY" in created["private_key_pem"]
+    assert "BEGIN CERTIFICATE" in issue.locator(".live-responses-table").inner_text()
+    shot = tmp_path / "docs-issued.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000  # a rendered page, not an empty one
 
     # 4. The list shows it.
     listing = operation(page, "get", "/api/certificates")
