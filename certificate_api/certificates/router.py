@@ -82,12 +82,16 @@ def issue_certificate(
     body: CertificateCreate,
     runtime: RuntimeDep,
     session: SessionDep,
+    reads: ReadSessionDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Issue for the calling account. Without `csr` the service makes the key pair and this
     reply (only this one) carries `private_key_pem`; with `csr` the key stays with you."""
-    actor = service.authorize(session, caller)
+    # Checked outside the write transaction (one round trip, no BEGIN/ROLLBACK); storing
+    # checks again under a lock, for an account deleted while this request was signing.
+    actor = service.authorize(reads, caller)
+    reads.close()  # give its connection back: a request holds one connection at a time
     settings = runtime.settings
     ttl = timedelta(hours=settings.idempotency_ttl_hours)
     fingerprint = service.request_fingerprint(body.model_dump())
@@ -200,8 +204,7 @@ def update_certificate(
     caller: Caller,
 ) -> Response:
     """`is_active: false` holds it (CRL/OCSP say certificateHold); `true` releases it."""
-    actor = service.authorize(session, caller)
-    cert = service.get_visible(session, certificate_id, actor, for_update=True)
+    cert, actor = service.get_visible_to(session, certificate_id, caller, for_update=True)
     return reply(
         shape(service.set_active(session, cert, body.is_active, actor), runtime.ca.chain_pem)
     )

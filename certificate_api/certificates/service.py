@@ -214,15 +214,30 @@ def get_visible(
 
 
 def get_visible_to(
-    session: Session, certificate_id: uuid.UUID, claims: TokenClaims
+    session: Session, certificate_id: uuid.UUID, claims: TokenClaims, for_update: bool = False
 ) -> tuple[Certificate, Actor]:
-    """`authorize` and `get_visible` in one round trip: the hot path of a fetch by id."""
-    row = session.execute(
-        select(Account.role, Account.deleted_at, Certificate)
-        .select_from(Account)
-        .outerjoin(Certificate, Certificate.id == certificate_id)
-        .where(Account.id == claims.account_id)
-    ).one_or_none()
+    """`authorize` and `get_visible` in one round trip: the hot path of fetch, hold, revoke.
+
+    With `for_update` the certificate row is locked for the change that follows.
+    """
+    query = select(Account.role, Account.deleted_at, Certificate)
+    if for_update:  # a row lock cannot sit on the nullable side of an outer join
+        query = (
+            query.select_from(Certificate)
+            .join(Account, Account.id == claims.account_id)
+            .where(Certificate.id == certificate_id)
+            .with_for_update(of=Certificate)
+        )
+    else:
+        query = (
+            query.select_from(Account)
+            .outerjoin(Certificate, Certificate.id == certificate_id)
+            .where(Account.id == claims.account_id)
+        )
+    row = session.execute(query).one_or_none()
+    if row is None and for_update:
+        authorize(session, claims)  # 401 if the account is gone, else the certificate is
+        raise NotFound("no such certificate")
     if row is None or row.deleted_at is not None:
         raise Unauthorized()
     actor = Actor(claims.account_id, Role(row.role) is Role.ADMIN)
