@@ -179,8 +179,8 @@ def copy_certificates(
 def vacuum_analyze(url: str) -> None:
     """Fresh planner statistics and visibility map, as autovacuum would leave them."""
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE) certificates")
-        conn.execute("VACUUM (ANALYZE) accounts")
+        for table in ("certificates", "certificate_keys", "accounts"):
+            conn.execute(f"VACUUM (ANALYZE) {table}")
 
 
 def count_rows(url: str) -> tuple[int, int]:
