@@ -6,6 +6,7 @@ import base64
 import logging
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -22,16 +23,25 @@ MASTER_KEY_FILE = "master-keys"
 
 
 def _create_exclusive(path: Path, data: bytes) -> bool:
-    """Write a new 0600 file; False when another process created it first."""
+    """Publish a new 0600 file whole; False when another process published it first.
+
+    The content is written and synced under a private name and then hard-linked into place,
+    which fails if the name exists: a concurrent reader sees no file or the whole file,
+    never an empty one.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+        with os.fdopen(fd, "wb") as handle:  # mkstemp makes it 0600
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(staging, path)
+        except FileExistsError:
+            return False
+    finally:
+        os.unlink(staging)
     log.warning("generated %s for development; production must supply its own secret", path.name)
     return True
 
