@@ -28,9 +28,13 @@ from bench.load import run_wrk, settle, wrk_available
 from bench.report import Row, Run, ScalePoint
 from bench.scenarios import Context, Scenario
 from bench.seed import explain_service_queries
-from bench.services import BenchDatabase, Services, busy_seconds, database_cpu_seconds
-
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+from bench.services import (
+    BenchDatabase,
+    Services,
+    busy_seconds,
+    database_cpu_seconds,
+    default_server,
+)
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--database-url",
-        default=os.environ.get("BENCH_DATABASE_URL")
-        or os.environ.get("DATABASE_URL")
-        or DEFAULT_SERVER,
+        default=default_server(),
         help="PostgreSQL server to create the throwaway database on",
     )
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database")

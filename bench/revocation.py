@@ -8,7 +8,6 @@ after one more revocation. In-process, through the service's own functions.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -22,7 +21,7 @@ from sqlalchemy import update
 
 from bench.load import Request, run_wrk
 from bench.seed import Templates, copy_accounts, copy_certificates, vacuum_analyze
-from bench.services import BenchDatabase, Services
+from bench.services import BenchDatabase, Services, default_server
 from certificate_api.certificates.service import Actor
 from certificate_api.certificates.service import revoke as revoke_certificate
 from certificate_api.revocation.service import CrlCache, current_crl, revoked_entries
@@ -35,10 +34,7 @@ from schema.certificates import Certificate, CrlRevision
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--revoked", type=int, default=100_000)
-    parser.add_argument(
-        "--server",
-        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-    )
+    parser.add_argument("--server", default=default_server(), help="PostgreSQL server")
     args = parser.parse_args()
     database = BenchDatabase(args.server)
     database.create()

@@ -25,6 +25,14 @@ from schema.settings import CommonSettings
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def default_server() -> str:
+    """Where throwaway bench databases go: BENCH_DATABASE_URL, DATABASE_URL, or local."""
+    return os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_SERVER
+
+
 class BenchDatabase:
     """`tessera_bench_<random>` on the given server: created and migrated, dropped at the end."""
 

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from bench.services import BenchDatabase
+from bench.services import BenchDatabase, default_server
 from schema.db import make_engine, make_sessionmaker
 from schema.events import EventType, record_event
 
@@ -99,10 +99,7 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=5000)
     parser.add_argument("--rate", type=float, default=50, help="events per second, latency run")
     parser.add_argument("--seconds", type=float, default=10, help="length of the latency run")
-    parser.add_argument(
-        "--server",
-        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-    )
+    parser.add_argument("--server", default=default_server(), help="PostgreSQL server")
     args = parser.parse_args()
     database = BenchDatabase(args.server)
     database.create()
