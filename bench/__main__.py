@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +135,13 @@ def measure(ctx: Context, scenario: Scenario, concurrency: int, opts: Options) -
     database = ctx.services.database_name
     before = (ctx.services.cpu_seconds(), database_cpu_seconds(database), busy_seconds())
     started = time.monotonic()
+    peek = threading.Timer(
+        min(1.0, opts.seconds / 2),
+        lambda: row.connections.extend(ctx.services.connection_split(scenario.service)),
+    )
+    peek.start()
     row.result = run_wrk(url, requests, concurrency, opts.seconds, cap, opts.threads)
+    peek.join()
     wall = time.monotonic() - started  # wrk's whole life, the window the CPU deltas cover
     service, db, machine = (
         (after - first) / wall
@@ -153,7 +160,7 @@ def measure(ctx: Context, scenario: Scenario, concurrency: int, opts: Options) -
         f"  {scenario.name:<22} c{concurrency:<4} {r.rps:9,.0f} req/s  p50 {r.p50_ms:7.1f} ms  "
         f"p99 {r.p99_ms:7.1f} ms  errors {row.errors}  statuses {r.statuses}  "
         f"CPU service {service:.2f} PostgreSQL {db:.2f} rest {row.other_cores:.2f} "
-        f"wrk {r.generator_cpu / wall:.2f}",
+        f"wrk {r.generator_cpu / wall:.2f}  connections per worker {row.connections}",
         file=sys.stderr,
     )
     settle()

@@ -32,6 +32,7 @@ class Row:
     database_cores: float | None = None  # CPU of the PostgreSQL backends of the bench database
     other_cores: float | None = None  # the rest of the machine, wrk excluded: noise if large
     recovery_s: float | None = None  # after an overload run: until /readyz answers in 1 s
+    connections: list[int] = field(default_factory=list)  # per worker process, mid-run
 
     @property
     def errors(self) -> int:
@@ -115,13 +116,14 @@ def crypto_ratio(run: Run, row: Row) -> float | None:
 def scenario_table(run: Run, rows: list[Row]) -> str:
     lines = [
         "| scenario | c | req/s | p50 ms | p99 ms | errors | ÷ framework | ÷ crypto (1 core) "
-        "| CPU cores: service / PostgreSQL / rest |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| CPU cores: service / PostgreSQL / rest | connections per worker |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in rows:
         if row.result is None:
-            lines.append(f"| {row.scenario} | {row.concurrency} | {row.note} | | | | | | |")
+            lines.append(f"| {row.scenario} | {row.concurrency} | {row.note} | | | | | | | |")
             continue
+        split = "/".join(str(n) for n in row.connections) or "—"
         r = row.result
         cpu = " / ".join(
             "—" if value is None else f"{value:.2f}"
@@ -130,7 +132,7 @@ def scenario_table(run: Run, rows: list[Row]) -> str:
         lines.append(
             f"| {row.scenario} | {row.concurrency} | {r.rps:,.0f} | {_ms(r.p50_ms)} | "
             f"{_ms(r.p99_ms)} | {row.errors} | {_ratio(framework_ratio(run, row))} | "
-            f"{_ratio(crypto_ratio(run, row))} | {cpu} |"
+            f"{_ratio(crypto_ratio(run, row))} | {cpu} | {split} |"
         )
     return "\n".join(lines)
 
@@ -286,7 +288,9 @@ def markdown(run: Run) -> str:
         "of the same service at the same concurrency; `÷ crypto` = req/s over the in-process "
         "single-core rate of the same key and signing work; `CPU cores`: what the service's "
         "processes, the bench database's PostgreSQL backends and the rest of the machine "
-        "(wrk excluded) used during the run, so a large `rest` marks a disturbed run):",
+        "(wrk excluded) used during the run, so a large `rest` marks a disturbed run; "
+        "`connections per worker`: how the kernel spread wrk's connections over the "
+        "service's processes, a second into the run):",
         "",
         scenario_table(run, run.rows),
         "",

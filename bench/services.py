@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import signal
 import socket
@@ -167,6 +168,19 @@ class Services:
                 pass
             time.sleep(0.2)
         return time.monotonic() - started
+
+    def connection_split(self, service: str) -> list[int]:
+        """Established client connections per worker process, most first (from `ss`):
+        the workers share one listening socket and the kernel does not balance accepts."""
+        port = self.certificate_port if service == "certificate" else self.account_port
+        listing = subprocess.run(
+            ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        owners = [int(pid) for pid in re.findall(r"pid=(\d+)", listing)]
+        return sorted((owners.count(pid) for pid in set(owners)), reverse=True)
 
     def tree(self) -> dict[int, str]:
         """Every live process the services started (masters, workers, their children):
