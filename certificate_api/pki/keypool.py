@@ -9,12 +9,14 @@ forgotten) or, when the pool is empty, generates one itself exactly as without a
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import logging
 import multiprocessing
 import os
 import queue
 import signal
+import sys
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -45,12 +47,22 @@ def _generate_der(key_type: str) -> bytes:
     )
 
 
-def _start_refill_process() -> None:
-    """Refill processes yield the CPU to request handling, and leave Ctrl-C to the service:
-    it shuts the pool down, and they exit after the key in hand."""
+_PR_SET_PDEATHSIG = 1
+
+
+def _start_refill_process(owner: int) -> None:
+    """Refill processes yield the CPU to request handling, leave Ctrl-C to the service (it
+    shuts the pool down, and they exit after the key in hand), and on Linux die with the
+    service process however it ends, so none outlives it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(10)
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != owner:  # the owner died before we got here
+        os._exit(0)
 
 
 class KeyPool:
@@ -102,6 +114,7 @@ class KeyPool:
                     max_workers=self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start_refill_process,
+                    initargs=(os.getpid(),),
                 )
             for _ in range(short):
                 future = self.executor.submit(_generate_der, key_type.value)

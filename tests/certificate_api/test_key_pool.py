@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -12,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from certificate_api.pki.keypool import KeyPool
 from certificate_api.pki.keys import KeyType
 from tests.conftest import Customer
+from tests.test_run import alive, descendants
 
 
 def wait_for(pool: KeyPool, key_type: KeyType, count: int, seconds: float = 60) -> None:
@@ -61,3 +65,35 @@ def test_issuance_uses_pooled_keys(certs: Any, make_customer: Any) -> None:
     cert = x509.load_pem_x509_certificate(body["certificate_pem"].encode())
     key = serialization.load_pem_private_key(body["private_key_pem"].encode(), None)
     assert cert.public_key() == key.public_key()
+
+
+POOL_OWNER = """
+import sys, time
+from certificate_api.pki.keypool import KeyPool
+from certificate_api.pki.keys import KeyType
+pool = KeyPool({KeyType.RSA_2048: 64}, workers=2)
+pool.fill()
+print("filling", flush=True)
+time.sleep(600)
+"""
+
+
+def test_refill_processes_die_with_the_process_that_owns_the_pool() -> None:
+    owner = subprocess.Popen([sys.executable, "-c", POOL_OWNER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "filling"
+        deadline = time.monotonic() + 30
+        refillers: set[int] = set()
+        while len(refillers) < 2 and time.monotonic() < deadline:
+            refillers = descendants(owner.pid)  # the spawn helpers and resource tracker too
+            time.sleep(0.1)
+        assert refillers, "no refill process started"
+        owner.kill()  # no chance to shut the pool down
+        owner.wait()
+        while any(alive(pid) for pid in refillers) and time.monotonic() < deadline + 30:
+            time.sleep(0.1)
+        left = [Path(f"/proc/{pid}/cmdline").read_bytes()[:90] for pid in refillers if alive(pid)]
+        assert not left, left
+    finally:
+        if owner.poll() is None:
+            owner.kill()
