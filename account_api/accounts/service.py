@@ -131,8 +131,9 @@ def delete_account(
     `cessationOfOperation` and its stored private key destroyed (the row, not a flag).
     """
     moment = now or utcnow()
-    # Lock the row: a concurrent issuance for this account waits, then sees it deleted.
-    session.refresh(account, with_for_update=True)
+    # Lock the row: a concurrent issuance (its FOR SHARE) waits, then sees it deleted. NO KEY
+    # UPDATE, so inserts that merely reference the account (foreign keys) are not blocked.
+    session.refresh(account, with_for_update={"key_share": True})
     if account.is_deleted:
         raise NotFound("no such account")
     account.deleted_at = moment

@@ -232,6 +232,8 @@ def revoke_certificate(
     # the row lock taken next.
     replayed = service.replay(session, actor, "revoke", idempotency_key, fingerprint, ttl)
     cert = service.get_visible(session, certificate_id, actor, for_update=True)
+    if replayed is None:  # a twin request with this key may have committed while we waited
+        replayed = service.replay(session, actor, "revoke", idempotency_key, fingerprint, ttl)
     if replayed is None:
         cert = service.revoke(session, cert, body.reason, actor, idempotency_key, fingerprint)
     return reply(shape(cert, runtime.ca.chain_pem))

@@ -20,6 +20,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from cryptography.hazmat.primitives import serialization
 from prometheus_client import Counter, Gauge
@@ -101,7 +102,12 @@ class KeyPool:
         return key  # type: ignore[return-value]
 
     def refill(self, key_type: KeyType) -> None:
-        """Start generating as many keys as the pool is short of (no-op when full)."""
+        """Start generating as many keys as the pool is short of (no-op when full).
+
+        Never fails the caller: if a refill process died (the OOM killer, say), the broken
+        executor is dropped, a new one is made next time, and requests meanwhile make their
+        keys themselves.
+        """
         with self.lock:
             if self.closed:
                 return
@@ -116,14 +122,20 @@ class KeyPool:
                     initializer=_start_refill_process,
                     initargs=(os.getpid(),),
                 )
-            for _ in range(short):
-                future = self.executor.submit(_generate_der, key_type.value)
-                self.pending[key_type] += 1
-                future.add_done_callback(functools.partial(self._arrived, key_type))
+            try:
+                for _ in range(short):
+                    future = self.executor.submit(_generate_der, key_type.value)
+                    self.pending[key_type] += 1
+                    future.add_done_callback(functools.partial(self._arrived, key_type))
+            except BrokenProcessPool:
+                log.warning("key pool refill processes died; starting new ones on next use")
+                broken, self.executor = self.executor, None
+                self.pending = dict.fromkeys(self.sizes, 0)
+                broken.shutdown(wait=False, cancel_futures=True)
 
     def _arrived(self, key_type: KeyType, future: Future[bytes]) -> None:
         with self.lock:
-            self.pending[key_type] -= 1
+            self.pending[key_type] = max(0, self.pending[key_type] - 1)
         if future.cancelled():
             return
         error = future.exception()

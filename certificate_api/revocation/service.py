@@ -119,20 +119,24 @@ def revoked_entries(
 
 def current_crl(session: Session, ca: IssuingCa, cache: CrlCache, validity: timedelta) -> Crl:
     """The CRL reflecting every change committed before this call; built only if needed."""
-    state = _state(session, ca.id)
-    if _covers(state, state.revision, validity):
-        return _stored(session, state, cache)
-    wanted = state.revision  # every change committed before this call is at or below it
-    with cache.build_lock:
-        for _ in range(5):
-            state = _state(session, ca.id)
-            # Another thread or process may have built one meanwhile that is new enough.
-            if _covers(state, wanted, validity):
-                return _stored(session, state, cache)
-            built = _build(session, ca, state, validity)
-            if built is not None:
-                cache.current = built
-                return built
+    wanted: int | None = None  # every change committed before this call is at or below it
+    for _ in range(5):
+        state = _state(session, ca.id)
+        wanted = state.revision if wanted is None else wanted
+        if not _covers(state, wanted, validity):
+            with cache.build_lock:
+                state = _state(session, ca.id)
+                # Another thread or process may have built one meanwhile that is new enough.
+                if not _covers(state, wanted, validity):
+                    built = _build(session, ca, state, validity)
+                    if built is not None:
+                        cache.current = built
+                        return built
+                    continue
+        stored = _stored(session, ca.id, state, cache)
+        if stored is not None:
+            return stored
+        # A newer CRL was published between reading the state and its bytes: look again.
     raise RuntimeError("could not publish a CRL: concurrent builders kept winning")
 
 
@@ -174,12 +178,18 @@ def _covers(state: _State, revision: int, validity: timedelta) -> bool:
     return state.this_update is not None and utcnow() < state.this_update + validity / 2
 
 
-def _stored(session: Session, state: _State, cache: CrlCache) -> Crl:
+def _stored(session: Session, issuer_id: uuid.UUID, state: _State, cache: CrlCache) -> Crl | None:
+    """The published CRL the state names, or None if a newer one has replaced it."""
     cached = cache.current
     if cached is not None and cached.number == state.crl_number:
         return cached
-    der = session.scalar(select(CrlState.der).where(CrlState.crl_number == state.crl_number))
-    assert der is not None and state.this_update is not None and state.next_update is not None
+    der = session.scalar(
+        select(CrlState.der).where(
+            CrlState.issuer_id == issuer_id, CrlState.crl_number == state.crl_number
+        )
+    )
+    if der is None or state.this_update is None or state.next_update is None:
+        return None
     crl = Crl(state.crl_number, der, state.this_update, state.next_update)
     cache.current = crl
     return crl
@@ -245,16 +255,21 @@ class ResponderKeeper:
     def get(self, session: Session, ca: IssuingCa) -> Issuer:
         """A responder valid for well beyond now."""
         current = self.current
-        if current is not None and not self._due(current):
+        if current is not None and not self._due(current, ca):
             return current
         with self.lock:
             current = self.current
-            if current is None or self._due(current):
+            if current is None or self._due(current, ca):
                 self.current = current = self._load_or_renew(session, ca)
         return current
 
-    def _due(self, responder: Issuer) -> bool:
-        return responder.certificate.not_valid_after_utc - utcnow() < self.lifetime / 3
+    def _due(self, responder: Issuer, ca: IssuingCa) -> bool:
+        """Less than a third of its life left, unless it already ends with its issuer (a new
+        one could not live longer, so renewing would only repeat itself)."""
+        not_after = responder.certificate.not_valid_after_utc
+        if not_after >= ca.certificate.not_valid_after_utc:
+            return False
+        return not_after - utcnow() < self.lifetime / 3
 
     def _load_or_renew(self, session: Session, ca: IssuingCa) -> Issuer:
         row = session.scalars(
@@ -266,7 +281,7 @@ class ResponderKeeper:
         ).first()
         if row is not None:
             loaded = load_signer(row.certificate_pem.encode(), unseal_key(row, self.keyring))
-            if not self._due(loaded):
+            if not self._due(loaded, ca):
                 session.rollback()
                 return loaded
         responder = pki.build_responder(ca.issuer, self.key_type, utcnow(), self.lifetime.days)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -97,3 +99,21 @@ def test_refill_processes_die_with_the_process_that_owns_the_pool() -> None:
     finally:
         if owner.poll() is None:
             owner.kill()
+
+
+def test_a_killed_refill_process_does_not_break_issuance() -> None:
+    pool = KeyPool({KeyType.RSA_2048: 2}, workers=1)
+    try:
+        pool.fill()
+        wait_for(pool, KeyType.RSA_2048, 2)
+        assert pool.executor is not None
+        for pid in list(pool.executor._processes):  # the OOM killer, say
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        keys = []
+        while len(keys) < 8 and time.monotonic() < deadline:
+            keys.append(pool.take(KeyType.RSA_2048))  # pooled or made on demand, never an error
+        assert len({k.public_key().public_numbers().n for k in keys}) == 8  # type: ignore[union-attr]
+        wait_for(pool, KeyType.RSA_2048, 2)  # new refill processes took over
+    finally:
+        pool.close()
