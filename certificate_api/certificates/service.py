@@ -81,9 +81,20 @@ def replay(
     remembered = session.get(IdempotencyKey, (actor.id, operation, key))
     if remembered is None:
         return None
-    if remembered.created_at < utcnow() - ttl:
-        session.delete(remembered)  # expired: the key may be used afresh
-        session.commit()  # now, not with the issuance: signing happens outside a transaction
+    cutoff = utcnow() - ttl
+    if remembered.created_at < cutoff:
+        # Expired: the key may be used afresh. A plain DELETE (two requests may race to it),
+        # committed now, not with the issuance: signing happens outside a transaction.
+        session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.account_id == actor.id,
+                IdempotencyKey.operation == operation,
+                IdempotencyKey.key == key,
+                IdempotencyKey.created_at < cutoff,
+            )
+        )
+        session.commit()
+        session.expunge(remembered)
         return None
     if remembered.request_hash != fingerprint:
         raise Unprocessable.field(
