@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 
-from certificate_api.certificates import issuance, service
+from certificate_api.certificates import idempotency, issuance, service
 from certificate_api.certificates.schemas import (
     CertificateCreate,
     CertificateCreated,
@@ -94,8 +94,8 @@ def issue_certificate(
     reads.close()  # give its connection back: a request holds one connection at a time
     settings = runtime.settings
     ttl = timedelta(hours=settings.idempotency_ttl_hours)
-    fingerprint = service.request_fingerprint(body.model_dump())
-    cert = service.replay(session, actor, "issue", idempotency_key, fingerprint, ttl)
+    fingerprint = idempotency.request_fingerprint(body.model_dump())
+    cert = idempotency.replay(session, actor.id, "issue", idempotency_key, fingerprint, ttl)
     key_pem: str | None = None
     if cert is None:
         order = issuance.prepare(
@@ -226,14 +226,16 @@ def revoke_certificate(
 ) -> Response:
     """Permanent revocation with an RFC 5280 reason; it shows on the next CRL and in OCSP."""
     actor = service.authorize(session, caller)
-    fingerprint = service.request_fingerprint({"id": str(certificate_id), **body.model_dump()})
+    fingerprint = idempotency.request_fingerprint({"id": str(certificate_id), **body.model_dump()})
     ttl = timedelta(hours=runtime.settings.idempotency_ttl_hours)
     # The replay check first: it may commit (dropping an expired key), which would release
     # the row lock taken next.
-    replayed = service.replay(session, actor, "revoke", idempotency_key, fingerprint, ttl)
+    replayed = idempotency.replay(session, actor.id, "revoke", idempotency_key, fingerprint, ttl)
     cert = service.get_visible(session, certificate_id, actor, for_update=True)
     if replayed is None:  # a twin request with this key may have committed while we waited
-        replayed = service.replay(session, actor, "revoke", idempotency_key, fingerprint, ttl)
+        replayed = idempotency.replay(
+            session, actor.id, "revoke", idempotency_key, fingerprint, ttl
+        )
     if replayed is None:
         cert = service.revoke(session, cert, body.reason, actor, idempotency_key, fingerprint)
     return reply(shape(cert, runtime.ca.chain_pem))

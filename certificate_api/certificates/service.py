@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import ipaddress
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +15,7 @@ from sqlalchemy import Select, and_, delete, false, not_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from certificate_api.certificates.idempotency import remember, replay
 from certificate_api.certificates.issuance import Issued, IssueOrder
 from certificate_api.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from certificate_api.pki.sealing import Keyring, SealedKey, seal, unseal
@@ -25,7 +24,6 @@ from schema.base import utcnow
 from schema.certificates import (
     Certificate,
     CertificateKey,
-    IdempotencyKey,
     Status,
     bump_crl_revision,
     certificate_event_data,
@@ -57,74 +55,6 @@ def authorize(session: Session, claims: TokenClaims) -> Actor:
     if row is None or row.deleted_at is not None:
         raise Unauthorized()
     return Actor(claims.account_id, Role(row.role) is Role.ADMIN)
-
-
-def request_fingerprint(body: dict[str, Any]) -> str:
-    """A stable hash of a request body, to tell a true retry from a reused key."""
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-
-
-# --- idempotency ---------------------------------------------------------------------------
-
-
-def replay(
-    session: Session,
-    actor: Actor,
-    operation: str,
-    key: str | None,
-    fingerprint: str,
-    ttl: timedelta,
-) -> Certificate | None:
-    """The certificate a repeated `Idempotency-Key` produced, or None for a new key."""
-    if key is None:
-        return None
-    remembered = session.get(IdempotencyKey, (actor.id, operation, key))
-    if remembered is None:
-        return None
-    cutoff = utcnow() - ttl
-    if remembered.created_at < cutoff:
-        # Expired: the key may be used afresh. A plain DELETE (two requests may race to it),
-        # committed now, not with the issuance: signing happens outside a transaction.
-        session.execute(
-            delete(IdempotencyKey).where(
-                IdempotencyKey.account_id == actor.id,
-                IdempotencyKey.operation == operation,
-                IdempotencyKey.key == key,
-                IdempotencyKey.created_at < cutoff,
-            )
-        )
-        session.commit()
-        session.expunge(remembered)
-        return None
-    if remembered.request_hash != fingerprint:
-        raise Unprocessable.field(
-            ["header", "Idempotency-Key"], "this key was already used with a different request body"
-        )
-    cert = session.get(Certificate, remembered.certificate_id)
-    assert cert is not None
-    return cert
-
-
-def _remember(
-    session: Session,
-    actor: Actor,
-    operation: str,
-    key: str | None,
-    fingerprint: str,
-    cert_id: uuid.UUID,
-    status_code: int,
-) -> None:
-    if key is not None:
-        session.add(
-            IdempotencyKey(
-                account_id=actor.id,
-                operation=operation,
-                key=key,
-                request_hash=fingerprint,
-                certificate_id=cert_id,
-                status_code=status_code,
-            )
-        )
 
 
 # --- issuance -------------------------------------------------------------------------------
@@ -183,14 +113,14 @@ def store_issued(
         )
     session.add(history_entry(cert, "issued", None, actor.id, now))
     record_event(session, EventType.CERTIFICATE_CREATED, cert.id, certificate_event_data(cert, now))
-    _remember(session, actor, "issue", idempotency_key, fingerprint, cert.id, 201)
+    remember(session, actor.id, "issue", idempotency_key, fingerprint, cert.id, 201)
     if not cert.is_active:
         bump_crl_revision(session, [cert])  # issued on hold: it belongs on the CRL
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
-        winner = replay(session, actor, "issue", idempotency_key, fingerprint, ttl)
+        winner = replay(session, actor.id, "issue", idempotency_key, fingerprint, ttl)
         if winner is None:
             raise  # not an idempotency race (a serial collision): let it surface
         return winner, False
@@ -393,7 +323,7 @@ def revoke(
     if destroy_key:
         session.execute(delete(CertificateKey).where(CertificateKey.certificate_id == cert.id))
     if actor is not None:
-        _remember(session, actor, "revoke", idempotency_key, fingerprint, cert.id, 200)
+        remember(session, actor.id, "revoke", idempotency_key, fingerprint, cert.id, 200)
     bump_crl_revision(session, [cert])
     session.commit()
     return cert
