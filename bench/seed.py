@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from schema.db import make_engine
+from schema.tokens import TokenClaims
 
 CHUNK = 20_000
 NULL = "\\N"  # COPY text format
@@ -215,8 +216,9 @@ def explain_service_queries(
 
     event.listen(engine, "before_cursor_execute", capture)
     actor = service.Actor(account_id, is_admin=False)
+    claims = TokenClaims(account_id, token_id="explain", expires_at=0)
     queries: dict[str, Callable[[Session], object]] = {
-        "fetch by id": lambda s: service.get_visible(s, certificate_id, actor),
+        "fetch by id": lambda s: service.get_visible_to(s, certificate_id, claims),
         "list active (limit 100)": lambda s: service.list_page(
             s, actor, None, True, None, None, 100
         ),

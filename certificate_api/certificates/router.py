@@ -225,17 +225,15 @@ def revoke_certificate(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Permanent revocation with an RFC 5280 reason; it shows on the next CRL and in OCSP."""
-    actor = service.authorize(session, caller)
     fingerprint = idempotency.request_fingerprint({"id": str(certificate_id), **body.model_dump()})
     ttl = timedelta(hours=runtime.settings.idempotency_ttl_hours)
+    account = caller.account_id
     # The replay check first: it may commit (dropping an expired key), which would release
-    # the row lock taken next.
-    replayed = idempotency.replay(session, actor.id, "revoke", idempotency_key, fingerprint, ttl)
-    cert = service.get_visible(session, certificate_id, actor, for_update=True)
+    # the row lock taken next. The lock also checks the account (401 once deleted).
+    replayed = idempotency.replay(session, account, "revoke", idempotency_key, fingerprint, ttl)
+    cert, actor = service.get_visible_to(session, certificate_id, caller, for_update=True)
     if replayed is None:  # a twin request with this key may have committed while we waited
-        replayed = idempotency.replay(
-            session, actor.id, "revoke", idempotency_key, fingerprint, ttl
-        )
+        replayed = idempotency.replay(session, account, "revoke", idempotency_key, fingerprint, ttl)
     if replayed is None:
         cert = service.revoke(session, cert, body.reason, actor, idempotency_key, fingerprint)
     return reply(shape(cert, runtime.ca.chain_pem))
@@ -255,8 +253,7 @@ def get_private_key(
 ) -> Response:
     """The PKCS#8 key the service made, to its owner only; 410 once destroyed or for a CSR.
     An admin learns whether a key is still held (410 when not) but cannot download it (403)."""
-    actor = service.authorize(session, caller)
-    cert = service.get_visible(session, certificate_id, actor)
+    cert, actor = service.get_visible_to(session, certificate_id, caller)
     if not cert.has_private_key:
         raise Gone("the private key was destroyed or never held (CSR)")
     if cert.account_id != actor.id:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import Select, and_, delete, false, not_, select, tuple_
+from sqlalchemy import Select, and_, false, not_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -188,11 +187,6 @@ def get_visible_to(
     return cert, actor
 
 
-def get_owned(session: Session, certificate_id: uuid.UUID, actor: Actor) -> Certificate:
-    """A certificate the actor owns (admins included only for their own)."""
-    return get_visible(session, certificate_id, Actor(actor.id, is_admin=False))
-
-
 def status_filter(status: Status, now: datetime) -> Any:
     """SQL for "has this status now"."""
     # Plain `is_active` (not `IS true`), so PostgreSQL matches the partial index's predicate.
@@ -308,10 +302,9 @@ def revoke(
     session: Session,
     cert: Certificate,
     reason: str,
-    actor: Actor | None,
+    actor: Actor,
     idempotency_key: str | None = None,
     fingerprint: str = "",
-    destroy_key: bool = False,
 ) -> Certificate:
     """Revoke for good (a held certificate too); revoking twice is 409."""
     now = utcnow()
@@ -319,16 +312,8 @@ def revoke(
     if before is Status.REVOKED:
         session.rollback()
         raise Conflict("the certificate is already revoked")
-    mark_revoked(session, cert, reason, actor.id if actor else None, now)
-    if destroy_key:
-        session.execute(delete(CertificateKey).where(CertificateKey.certificate_id == cert.id))
-    if actor is not None:
-        remember(session, actor.id, "revoke", idempotency_key, fingerprint, cert.id, 200)
+    mark_revoked(session, cert, reason, actor.id, now)
+    remember(session, actor.id, "revoke", idempotency_key, fingerprint, cert.id, 200)
     bump_crl_revision(session, [cert])
     session.commit()
     return cert
-
-
-def parse_ip_text(value: str) -> str:
-    """Canonical text of an IP address (for storage and comparison)."""
-    return str(ipaddress.ip_address(value))
