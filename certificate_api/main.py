@@ -35,7 +35,7 @@ def create_app(settings: CertificateSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = build_runtime(settings)
+        runtime = await build_runtime(settings)
         app.state.runtime = runtime
         # As many request threads as database connections: a thread never waits for one.
         threads = settings.request_threads or settings.db_pool_size + settings.db_max_overflow
@@ -43,7 +43,7 @@ def create_app(settings: CertificateSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            runtime.close()
+            await runtime.close()
 
     app = FastAPIOffline(
         title="Tessera certificates",

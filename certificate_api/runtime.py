@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from certificate_api.authority import service as authority
 from certificate_api.authority.service import IssuingCa
+from certificate_api.database import Database, open_database
 from certificate_api.pki.keypool import KeyPool
 from certificate_api.pki.keys import KeyType
 from certificate_api.pki.sealing import Keyring, parse_keyring
@@ -33,10 +34,12 @@ class Runtime:
     crl_cache: CrlCache
     responder: ResponderKeeper
     key_pool: KeyPool
+    db: Database  # async, for the hot routes; opened by the app's lifespan
 
-    def close(self) -> None:
-        """Stop the key pool's refills and release the connection pool."""
+    async def close(self) -> None:
+        """Stop the key pool's refills and release the connection pools."""
         self.key_pool.close()
+        await self.db.close()
         self.engine.dispose()
 
 
@@ -57,7 +60,7 @@ def _token_verifier(settings: CertificateSettings) -> VerifiedTokens:
     )
 
 
-def build_runtime(settings: CertificateSettings) -> Runtime:
+async def build_runtime(settings: CertificateSettings) -> Runtime:
     """Connect, read keys, load the CA (creating it on first start)."""
     engine = make_engine(
         settings.effective_database_url,
@@ -83,6 +86,7 @@ def build_runtime(settings: CertificateSettings) -> Runtime:
     if settings.key_pool_fill_on_start:
         key_pool.fill()
     return Runtime(
+        db=await open_database(engine, settings.db_pool_size, settings.db_pool_timeout),
         settings=settings,
         engine=engine,
         sessions=sessions,

@@ -6,7 +6,7 @@ import enum
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     JSON,
@@ -35,6 +35,36 @@ class Status(enum.StrEnum):
     INACTIVE = "inactive"
     REVOKED = "revoked"
     EXPIRED = "expired"
+
+
+def status_of(
+    revoked_at: datetime | None, not_after: datetime, is_active: bool, now: datetime
+) -> Status:
+    """A certificate's status from its fields: revoked, then expired, then the hold flag."""
+    if revoked_at is not None:
+        return Status.REVOKED
+    if not_after <= now:
+        return Status.EXPIRED
+    return Status.ACTIVE if is_active else Status.INACTIVE
+
+
+class CertificateFields(Protocol):
+    """What rules and replies read of a certificate: an ORM object or a result row."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def account_id(self) -> uuid.UUID: ...
+    @property
+    def serial_number(self) -> str: ...
+    @property
+    def is_active(self) -> bool: ...
+    @property
+    def revoked_at(self) -> datetime | None: ...
+    @property
+    def revocation_reason(self) -> str | None: ...
+    @property
+    def not_after(self) -> datetime: ...
 
 
 class CaRole(enum.StrEnum):
@@ -150,11 +180,7 @@ class Certificate(Base):
 
     def status_at(self, now: datetime) -> Status:
         """Derive the status: revoked, then expired, then the hold flag."""
-        if self.revoked_at is not None:
-            return Status.REVOKED
-        if self.not_after <= now:
-            return Status.EXPIRED
-        return Status.ACTIVE if self.is_active else Status.INACTIVE
+        return status_of(self.revoked_at, self.not_after, self.is_active, now)
 
     @property
     def status(self) -> Status:
@@ -230,9 +256,9 @@ class CrlRevision(Base):
     revision: Mapped[int] = mapped_column(BIGINT_PK, default=0)
 
 
-def certificate_event_data(cert: Certificate, now: datetime | None = None) -> dict[str, Any]:
+def certificate_event_data(cert: CertificateFields, now: datetime | None = None) -> dict[str, Any]:
     """The `data` of a certificate webhook event, as the contract lists it."""
-    status = cert.status_at(now or utcnow())
+    status = status_of(cert.revoked_at, cert.not_after, cert.is_active, now or utcnow())
     data: dict[str, Any] = {
         "certificate_id": str(cert.id),
         "account_id": str(cert.account_id),
@@ -253,30 +279,47 @@ def certificate_event_data(cert: Certificate, now: datetime | None = None) -> di
 # its CRL revision bump in the same transaction.
 
 
+def history_values(
+    cert: CertificateFields,
+    action: str,
+    before: Status | None,
+    actor_id: uuid.UUID | None,
+    now: datetime,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The columns of the audit row of one state change."""
+    return {
+        "certificate_id": cert.id,
+        "action": action,
+        "from_status": before.value if before else None,
+        "to_status": status_of(cert.revoked_at, cert.not_after, cert.is_active, now).value,
+        "reason": reason,
+        "actor_id": actor_id,
+        "at": now,
+    }
+
+
 def history_entry(
-    cert: Certificate,
+    cert: CertificateFields,
     action: str,
     before: Status | None,
     actor_id: uuid.UUID | None,
     now: datetime,
     reason: str | None = None,
 ) -> CertificateHistory:
-    """The audit row of one state change."""
-    return CertificateHistory(
-        certificate_id=cert.id,
-        action=action,
-        from_status=before.value if before else None,
-        to_status=cert.status_at(now).value,
-        reason=reason,
-        actor_id=actor_id,
-        at=now,
-    )
+    """The audit row of one state change, for a session."""
+    return CertificateHistory(**history_values(cert, action, before, actor_id, now, reason))
+
+
+def crl_slot(certificate_id: uuid.UUID) -> int:
+    """Which of its issuer's change-counter slots a certificate's changes bump."""
+    return certificate_id.int % CRL_SLOTS
 
 
 def bump_crl_revision(session: Session, certs: Iterable[Certificate]) -> None:
     """Mark the CRLs of these certificates' issuers stale. Call last before commit: it
     locks a counter slot until then."""
-    slots = sorted({(cert.issuer_id, cert.id.int % CRL_SLOTS) for cert in certs})
+    slots = sorted({(cert.issuer_id, crl_slot(cert.id)) for cert in certs})
     for issuer_id, slot in slots:  # in one order, so two transactions cannot deadlock
         session.execute(
             update(CrlRevision)

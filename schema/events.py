@@ -129,7 +129,12 @@ def _wake_workers(session: Session) -> None:
     if not session.info.pop("events_recorded", False):
         return
     bind = session.get_bind()
-    engine = bind.engine if isinstance(bind, Connection) else bind
+    wake_workers(bind.engine if isinstance(bind, Connection) else bind)
+
+
+def wake_workers(engine: Engine) -> None:
+    """Tell idle delivery workers that events were committed (PostgreSQL; SQLite polls).
+    Call after the commit, never before: the NOTIFY is sent from another connection."""
     if engine.dialect.name != "postgresql":
         return
     with _notifiers_lock:
@@ -144,26 +149,34 @@ def _forget_events(session: Session) -> None:
     session.info.pop("events_recorded", None)
 
 
+def event_values(
+    event_type: EventType, subject_id: uuid.UUID, data: dict[str, Any]
+) -> dict[str, Any]:
+    """The columns of a new event row, its payload (the webhook body) included."""
+    now = utcnow()
+    event_id = uuid.uuid4()
+    return {
+        "id": event_id,
+        "type": event_type.value,
+        "subject_id": subject_id,
+        "payload": {
+            "id": str(event_id),
+            "type": event_type.value,
+            "timestamp": rfc3339(now),
+            "data": data,
+        },
+        "created_at": now,
+        "next_attempt_at": now,
+        "state": EventState.PENDING.value,
+        "attempts": 0,
+    }
+
+
 def record_event(
     session: Session, event_type: EventType, subject_id: uuid.UUID, data: dict[str, Any]
 ) -> Event:
     """Add an event to the session; it commits, or rolls back, with the change it reports."""
-    now = utcnow()
-    event = Event(
-        id=uuid.uuid4(),
-        type=event_type.value,
-        subject_id=subject_id,
-        created_at=now,
-        next_attempt_at=now,
-        state=EventState.PENDING.value,
-        attempts=0,
-    )
-    event.payload = {
-        "id": str(event.id),
-        "type": event_type.value,
-        "timestamp": rfc3339(now),
-        "data": data,
-    }
+    event = Event(**event_values(event_type, subject_id, data))
     session.add(event)
     session.info["events_recorded"] = True  # wake the workers once this commits
     return event

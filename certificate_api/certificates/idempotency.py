@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from certificate_api.certificates import queries
+from certificate_api.database import Database
 from certificate_api.errors import Unprocessable
 from schema.base import utcnow
 from schema.certificates import Certificate, IdempotencyKey
@@ -24,6 +25,19 @@ from schema.certificates import Certificate, IdempotencyKey
 def request_fingerprint(body: dict[str, Any]) -> str:
     """A stable hash of a request body, to tell a true retry from a reused key."""
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _judge(remembered: Any, fingerprint: str, ttl: timedelta) -> datetime | None:
+    """None when the remembered key applies to this request; the cutoff when it expired.
+    A key reused with another request body is a 422."""
+    cutoff = utcnow() - ttl
+    if remembered.created_at < cutoff:
+        return cutoff
+    if remembered.request_hash != fingerprint:
+        raise Unprocessable.field(
+            ["header", "Idempotency-Key"], "this key was already used with a different request body"
+        )
+    return None
 
 
 def replay(
@@ -37,31 +51,62 @@ def replay(
     """The certificate a repeated `Idempotency-Key` produced, or None for a new key."""
     if key is None:
         return None
-    remembered = session.get(IdempotencyKey, (account_id, operation, key))
+    where = {"account_id": account_id, "operation": operation, "key": key}
+    remembered = session.execute(queries.REMEMBERED, where).first()
     if remembered is None:
         return None
-    cutoff = utcnow() - ttl
-    if remembered.created_at < cutoff:
-        # Expired: the key may be used afresh. A plain DELETE (two requests may race to it),
-        # committed now, not with the issuance: signing happens outside a transaction.
-        session.execute(
-            delete(IdempotencyKey).where(
-                IdempotencyKey.account_id == account_id,
-                IdempotencyKey.operation == operation,
-                IdempotencyKey.key == key,
-                IdempotencyKey.created_at < cutoff,
-            )
-        )
+    cutoff = _judge(remembered, fingerprint, ttl)
+    if cutoff is not None:
+        # Committed now, not with the change: the caller may work outside a transaction next.
+        session.execute(queries.FORGET_EXPIRED, {**where, "cutoff": cutoff})
         session.commit()
-        session.expunge(remembered)
         return None
-    if remembered.request_hash != fingerprint:
-        raise Unprocessable.field(
-            ["header", "Idempotency-Key"], "this key was already used with a different request body"
-        )
     cert = session.get(Certificate, remembered.certificate_id)
     assert cert is not None
     return cert
+
+
+async def replay_async(
+    db: Database,
+    account_id: uuid.UUID,
+    operation: str,
+    key: str | None,
+    fingerprint: str,
+    ttl: timedelta,
+) -> Any:
+    """`replay` for async routes: the certificate row (`queries.BY_ID`), or None."""
+    if key is None:
+        return None
+    where = {"account_id": account_id, "operation": operation, "key": key}
+    remembered = await db.one(queries.REMEMBERED, **where)
+    if remembered is None:
+        return None
+    cutoff = _judge(remembered, fingerprint, ttl)
+    if cutoff is not None:
+        async with db.transaction() as tx:
+            await tx.execute(queries.FORGET_EXPIRED, **where, cutoff=cutoff)
+        return None
+    return await db.one(queries.BY_ID, certificate_id=remembered.certificate_id)
+
+
+def remembered_values(
+    account_id: uuid.UUID,
+    operation: str,
+    key: str,
+    fingerprint: str,
+    cert_id: uuid.UUID,
+    status_code: int,
+) -> dict[str, Any]:
+    """The columns of a remembered key."""
+    return {
+        "account_id": account_id,
+        "operation": operation,
+        "key": key,
+        "request_hash": fingerprint,
+        "certificate_id": cert_id,
+        "status_code": status_code,
+        "created_at": utcnow(),
+    }
 
 
 def remember(
@@ -77,11 +122,6 @@ def remember(
     if key is not None:
         session.add(
             IdempotencyKey(
-                account_id=account_id,
-                operation=operation,
-                key=key,
-                request_hash=fingerprint,
-                certificate_id=cert_id,
-                status_code=status_code,
+                **remembered_values(account_id, operation, key, fingerprint, cert_id, status_code)
             )
         )

@@ -114,6 +114,15 @@ def prepare(
     )
 
 
+def makes_slow_key(order: IssueOrder, keys: KeyPool) -> bool:
+    """Whether signing this order must make an RSA key now (tens of milliseconds or more)."""
+    return (
+        order.csr_public_key is None
+        and order.key_type.value.startswith("rsa")
+        and keys.available(order.key_type) == 0
+    )
+
+
 def sign(
     order: IssueOrder, ca: IssuingCa, public_base_url: str, keys: KeyPool | None = None
 ) -> Issued:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Annotated, Any
 
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
@@ -24,7 +26,8 @@ from certificate_api.certificates.schemas import (
 from certificate_api.deps import Caller, ReadSessionDep, RuntimeDep, SessionDep
 from certificate_api.errors import Forbidden, Gone, problems
 from schema.base import rfc3339, utcnow
-from schema.certificates import Certificate, Status
+from schema.certificates import CertificateFields, Status, status_of
+from schema.events import wake_workers
 
 router = APIRouter(prefix="/api/certificates", tags=["certificates"])
 PEM_CHAIN = "application/pem-certificate-chain"
@@ -36,26 +39,31 @@ IdempotencyKey = Annotated[
 ]
 
 
-def shape(cert: Certificate, chain_pem: str) -> dict[str, Any]:
-    """The contract's certificate object, ready for JSON (ids and times as strings)."""
+def shape(
+    cert: CertificateFields, chain_pem: str, has_private_key: bool | None = None
+) -> dict[str, Any]:
+    """The contract's certificate object, ready for JSON (ids and times as strings), from an
+    ORM object or a row with the certificate's columns."""
     return {
         "id": str(cert.id),
         "account_id": str(cert.account_id),
         "serial_number": cert.serial_number,
-        "common_name": cert.common_name,
-        "dns_names": cert.dns_names,
-        "ip_addresses": cert.ip_addresses,
-        "key_type": cert.key_type,
+        "common_name": cert.common_name,  # type: ignore[attr-defined]
+        "dns_names": cert.dns_names,  # type: ignore[attr-defined]
+        "ip_addresses": cert.ip_addresses,  # type: ignore[attr-defined]
+        "key_type": cert.key_type,  # type: ignore[attr-defined]
         "is_active": cert.is_active,
-        "status": cert.status_at(utcnow()).value,
+        "status": status_of(cert.revoked_at, cert.not_after, cert.is_active, utcnow()).value,
         "revocation_reason": cert.revocation_reason,
-        "not_before": rfc3339(cert.not_before),
+        "not_before": rfc3339(cert.not_before),  # type: ignore[attr-defined]
         "not_after": rfc3339(cert.not_after),
-        "certificate_pem": cert.certificate_pem,
+        "certificate_pem": cert.certificate_pem,  # type: ignore[attr-defined]
         "chain_pem": chain_pem,
-        "has_private_key": cert.has_private_key,
-        "created_at": rfc3339(cert.created_at),
-        "updated_at": rfc3339(cert.updated_at),
+        "has_private_key": (
+            cert.has_private_key if has_private_key is None else has_private_key  # type: ignore[attr-defined]
+        ),
+        "created_at": rfc3339(cert.created_at),  # type: ignore[attr-defined]
+        "updated_at": rfc3339(cert.updated_at),  # type: ignore[attr-defined]
     }
 
 
@@ -78,24 +86,25 @@ def reply(payload: dict[str, Any], status_code: int = 200, **headers: str) -> Re
     summary="Issue a certificate",
     responses=problems(400, 401, 413, 415, 422, 503),
 )
-def issue_certificate(
+async def issue_certificate(
     body: CertificateCreate,
     runtime: RuntimeDep,
-    session: SessionDep,
-    reads: ReadSessionDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Issue for the calling account. Without `csr` the service makes the key pair and this
     reply (only this one) carries `private_key_pem`; with `csr` the key stays with you."""
-    # Checked outside the write transaction (one round trip, no BEGIN/ROLLBACK); storing
-    # checks again under a lock, for an account deleted while this request was signing.
-    actor = service.authorize(reads, caller)
-    reads.close()  # give its connection back: a request holds one connection at a time
     settings = runtime.settings
+    db = runtime.db
     ttl = timedelta(hours=settings.idempotency_ttl_hours)
     fingerprint = idempotency.request_fingerprint(body.model_dump())
-    cert = idempotency.replay(session, actor.id, "issue", idempotency_key, fingerprint, ttl)
+    account_id = caller.account_id
+    cert: Any = None
+    if idempotency_key is not None:
+        await service.authorize_async(db, caller)
+        cert = await idempotency.replay_async(
+            db, account_id, "issue", idempotency_key, fingerprint, ttl
+        )
     key_pem: str | None = None
     if cert is None:
         order = issuance.prepare(
@@ -109,23 +118,37 @@ def issue_certificate(
             settings.default_validity_days,
             settings.max_validity_days,
         )
-        session.rollback()  # hold no connection while signing
-        issued = issuance.sign(order, runtime.ca, settings.public_base_url, runtime.key_pool)
-        cert, new = service.store_issued(
-            session, runtime.keyring, actor, order, issued, idempotency_key, fingerprint, ttl
+        # Signing takes a fraction of a millisecond, on this loop; making an RSA key does
+        # not, so when the pool has none ready it is made in a thread.
+        sign = functools.partial(
+            issuance.sign, order, runtime.ca, settings.public_base_url, runtime.key_pool
         )
-        if new and issued.private_key_pem is not None:
-            key_pem = issued.private_key_pem.decode()
-    if key_pem is None and cert.has_private_key:
+        if issuance.makes_slow_key(order, runtime.key_pool):
+            issued = await anyio.to_thread.run_sync(sign)
+        else:
+            issued = sign()
+        cert, new = await service.store_issued(
+            db, runtime.keyring, account_id, order, issued, idempotency_key, fingerprint, ttl
+        )
+        if new:
+            wake_workers(runtime.engine)
+            if issued.private_key_pem is not None:
+                key_pem = issued.private_key_pem.decode()
+        has_key = issued.private_key_pem is not None if new else cert.has_private_key
+    else:
+        has_key = cert.has_private_key
+    if key_pem is None and has_key:
         # A replay: the same key as the first reply, unsealed from its row.
-        key_pem = service.private_key_pem(session, runtime.keyring, cert)
-    created = shape(cert, runtime.ca.chain_pem)
+        key_pem = await service.private_key_pem_async(db, runtime.keyring, cert.id)
+    created = shape(cert, runtime.ca.chain_pem, has_key)
     created["private_key_pem"] = key_pem
     return reply(created, 201, Location=f"/api/certificates/{cert.id}")
 
 
-def _etag(cert: Certificate, variant: str) -> str:
-    state = f"{cert.id}|{cert.updated_at.isoformat()}|{cert.status.value}|{variant}"
+def _etag(cert: CertificateFields, variant: str) -> str:
+    status = status_of(cert.revoked_at, cert.not_after, cert.is_active, utcnow())
+    updated_at = cert.updated_at.astimezone(UTC).isoformat()  # type: ignore[attr-defined]
+    state = f"{cert.id}|{updated_at}|{status.value}|{variant}"
     return '"' + hashlib.sha256(state.encode()).hexdigest()[:32] + '"'
 
 
@@ -143,15 +166,14 @@ def _etag(cert: Certificate, variant: str) -> str:
         **problems(401, 404, 422),
     },
 )
-def get_certificate(
+async def get_certificate(
     certificate_id: uuid.UUID,
     request: Request,
     runtime: RuntimeDep,
-    session: ReadSessionDep,
     caller: Caller,
 ) -> Response:
     """The certificate as JSON, or as PEM (leaf then chain). Carries an ETag."""
-    cert, _actor = service.get_visible_to(session, certificate_id, caller)
+    cert, _actor = await service.visible_to(runtime.db, certificate_id, caller)
     wants_pem = PEM_CHAIN in request.headers.get("accept", "")
     etag = _etag(cert, "pem" if wants_pem else "json")
     headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Accept"}

@@ -14,22 +14,25 @@ from sqlalchemy import Select, and_, false, not_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from certificate_api.certificates.idempotency import remember, replay
+from certificate_api.certificates import queries
+from certificate_api.certificates.idempotency import remember, remembered_values, replay_async
 from certificate_api.certificates.issuance import Issued, IssueOrder
+from certificate_api.database import Database
 from certificate_api.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from certificate_api.pki.sealing import Keyring, SealedKey, seal, unseal
 from schema.accounts import Account, Role
 from schema.base import utcnow
 from schema.certificates import (
     Certificate,
-    CertificateKey,
     Status,
     bump_crl_revision,
     certificate_event_data,
+    crl_slot,
     history_entry,
+    history_values,
     mark_revoked,
 )
-from schema.events import EventType, record_event
+from schema.events import EventType, event_values, record_event
 from schema.tokens import TokenClaims
 
 
@@ -48,9 +51,15 @@ class Actor:
 
 def authorize(session: Session, claims: TokenClaims) -> Actor:
     """The actor a verified token names, if its account still exists; 401 otherwise."""
-    row = session.execute(
-        select(Account.role, Account.deleted_at).where(Account.id == claims.account_id)
-    ).one_or_none()
+    row = session.execute(queries.ACCOUNT, {"account_id": claims.account_id}).one_or_none()
+    if row is None or row.deleted_at is not None:
+        raise Unauthorized()
+    return Actor(claims.account_id, Role(row.role) is Role.ADMIN)
+
+
+async def authorize_async(db: Database, claims: TokenClaims) -> Actor:
+    """`authorize` for async routes."""
+    row = await db.one(queries.ACCOUNT, account_id=claims.account_id)
     if row is None or row.deleted_at is not None:
         raise Unauthorized()
     return Actor(claims.account_id, Role(row.role) is Role.ADMIN)
@@ -59,80 +68,104 @@ def authorize(session: Session, claims: TokenClaims) -> Actor:
 # --- issuance -------------------------------------------------------------------------------
 
 
-def store_issued(
-    session: Session,
+async def store_issued(
+    db: Database,
     keyring: Keyring,
-    actor: Actor,
+    account_id: uuid.UUID,
     order: IssueOrder,
     issued: Issued,
     idempotency_key: str | None,
     fingerprint: str,
     ttl: timedelta,
-) -> tuple[Certificate, bool]:
-    """Persist a signed certificate with its sealed key, history, event and idempotency record.
-
-    Returns the certificate and whether it is new; a concurrent request with the same
-    `Idempotency-Key` that committed first wins, and its certificate is returned instead.
+) -> tuple[Any, bool]:
+    """Persist a signed certificate with its sealed key, history, event and idempotency record,
+    in one transaction. Returns the certificate row and whether it is new: a concurrent
+    request with the same `Idempotency-Key` that committed first wins, and its certificate
+    is returned instead. 401 if the account was deleted meanwhile.
     """
     now = utcnow()
-    # Share-lock the account: an account deleted meanwhile gets no new certificate.
-    deleted_at = session.execute(
-        select(Account.deleted_at).where(Account.id == actor.id).with_for_update(read=True)
-    ).one_or_none()
-    if deleted_at is None or deleted_at[0] is not None:
-        session.rollback()
-        raise Unauthorized()
-    cert = Certificate(
-        id=issued.id,
-        account_id=actor.id,
-        issuer_id=issued.issuer_id,
-        serial_number=issued.serial_number,
-        common_name=order.common_name,
-        dns_names=list(order.dns_names),
-        ip_addresses=[str(ip) for ip in order.ip_addresses],
-        key_type=issued.key_type.value,
-        is_active=order.is_active,
-        held_at=None if order.is_active else now,
-        not_before=issued.certificate.not_valid_before_utc,
-        not_after=issued.certificate.not_valid_after_utc,
-        certificate_pem=issued.certificate.public_bytes(serialization.Encoding.PEM).decode(),
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(cert)
-    if issued.private_key_pem is not None:
-        sealed = seal(keyring, issued.private_key_pem, cert.id.bytes)
-        session.add(
-            CertificateKey(
-                certificate_id=cert.id,
-                key_id=sealed.key_id,
-                nonce=sealed.nonce,
-                ciphertext=sealed.ciphertext,
-            )
-        )
-    session.add(history_entry(cert, "issued", None, actor.id, now))
-    record_event(session, EventType.CERTIFICATE_CREATED, cert.id, certificate_event_data(cert, now))
-    remember(session, actor.id, "issue", idempotency_key, fingerprint, cert.id, 201)
-    if not cert.is_active:
-        bump_crl_revision(session, [cert])  # issued on hold: it belongs on the CRL
+    values = {
+        "id": issued.id,
+        "account_id": account_id,
+        "issuer_id": issued.issuer_id,
+        "serial_number": issued.serial_number,
+        "common_name": order.common_name,
+        "dns_names": list(order.dns_names),
+        "ip_addresses": [str(ip) for ip in order.ip_addresses],
+        "key_type": issued.key_type.value,
+        "is_active": order.is_active,
+        "held_at": None if order.is_active else now,
+        "revoked_at": None,
+        "revocation_reason": None,
+        "not_before": issued.certificate.not_valid_before_utc,
+        "not_after": issued.certificate.not_valid_after_utc,
+        "certificate_pem": issued.certificate.public_bytes(serialization.Encoding.PEM).decode(),
+        "created_at": now,
+        "updated_at": now,
+    }
     try:
-        session.commit()
+        async with db.transaction() as tx:
+            account = await tx.one(queries.LOCK_ACCOUNT, account_id=account_id)
+            if account is None or account.deleted_at is not None:
+                raise Unauthorized()
+            cert = await tx.one(queries.INSERT_CERTIFICATE, **values)
+            if issued.private_key_pem is not None:
+                sealed = seal(keyring, issued.private_key_pem, issued.id.bytes)
+                await tx.execute(
+                    queries.INSERT_KEY,
+                    certificate_id=issued.id,
+                    key_id=sealed.key_id,
+                    nonce=sealed.nonce,
+                    ciphertext=sealed.ciphertext,
+                    created_at=now,
+                )
+            await tx.execute(
+                queries.INSERT_HISTORY, **history_values(cert, "issued", None, account_id, now)
+            )
+            data = certificate_event_data(cert, now)
+            await tx.execute(
+                queries.INSERT_EVENT, **event_values(EventType.CERTIFICATE_CREATED, cert.id, data)
+            )
+            if idempotency_key is not None:
+                await tx.execute(
+                    queries.INSERT_IDEMPOTENCY_KEY,
+                    **remembered_values(
+                        account_id, "issue", idempotency_key, fingerprint, issued.id, 201
+                    ),
+                )
+            if not order.is_active:  # issued on hold: it belongs on the CRL
+                await tx.execute(
+                    queries.BUMP_CRL_REVISION, issuer=issued.issuer_id, counter=crl_slot(issued.id)
+                )
     except IntegrityError:
-        session.rollback()
-        winner = replay(session, actor.id, "issue", idempotency_key, fingerprint, ttl)
+        winner = await replay_async(db, account_id, "issue", idempotency_key, fingerprint, ttl)
         if winner is None:
             raise  # not an idempotency race (a serial collision): let it surface
         return winner, False
-    cert.has_private_key = issued.private_key_pem is not None
     return cert, True
 
 
 def private_key_pem(session: Session, keyring: Keyring, cert: Certificate) -> str | None:
     """The certificate's private key, unsealed, or None when not held."""
-    row = session.get(CertificateKey, cert.id)
+    return _unsealed(
+        keyring, cert.id, session.execute(queries.SEALED_KEY, {"certificate_id": cert.id}).first()
+    )
+
+
+async def private_key_pem_async(
+    db: Database, keyring: Keyring, certificate_id: uuid.UUID
+) -> str | None:
+    """`private_key_pem` for async routes."""
+    return _unsealed(
+        keyring, certificate_id, await db.one(queries.SEALED_KEY, certificate_id=certificate_id)
+    )
+
+
+def _unsealed(keyring: Keyring, certificate_id: uuid.UUID, row: Any) -> str | None:
     if row is None:
         return None
-    return unseal(keyring, SealedKey(row.key_id, row.nonce, row.ciphertext), cert.id.bytes).decode()
+    sealed = SealedKey(row.key_id, row.nonce, row.ciphertext)
+    return unseal(keyring, sealed, certificate_id.bytes).decode()
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -156,10 +189,8 @@ def get_visible(
 def get_visible_to(
     session: Session, certificate_id: uuid.UUID, claims: TokenClaims, for_update: bool = False
 ) -> tuple[Certificate, Actor]:
-    """`authorize` and `get_visible` in one round trip: the hot path of fetch, hold, revoke.
-
-    With `for_update` the certificate row is locked for the change that follows.
-    """
+    """`authorize` and `get_visible` in one round trip, for hold and revoke: the certificate
+    row is locked for the change that follows (with `for_update`)."""
     query = select(Account.role, Account.deleted_at, Certificate)
     if for_update:  # a row lock cannot sit on the nullable side of an outer join
         query = (
@@ -178,13 +209,28 @@ def get_visible_to(
     if row is None and for_update:
         authorize(session, claims)  # 401 if the account is gone, else the certificate is
         raise NotFound("no such certificate")
+    cert: Certificate | None = row.Certificate if row is not None else None
+    return cert, _visible(row, cert.account_id if cert is not None else None, claims)  # type: ignore[return-value]
+
+
+async def visible_to(
+    db: Database, certificate_id: uuid.UUID, claims: TokenClaims
+) -> tuple[Any, Actor]:
+    """The certificate row (`queries.VISIBLE`) the caller may see, and who the caller is:
+    one round trip, the hot path of fetch."""
+    row = await db.one(queries.VISIBLE, certificate_id=certificate_id, account_id=claims.account_id)
+    return row, _visible(row, row.account_id if row is not None else None, claims)
+
+
+def _visible(row: Any, owner: uuid.UUID | None, claims: TokenClaims) -> Actor:
+    """The rule of every route on one certificate: a deleted (or unknown) account is 401;
+    a certificate that is missing or another account's is 404, unless the caller is admin."""
     if row is None or row.deleted_at is not None:
         raise Unauthorized()
     actor = Actor(claims.account_id, Role(row.role) is Role.ADMIN)
-    cert: Certificate | None = row.Certificate
-    if cert is None or not (actor.is_admin or cert.account_id == actor.id):
+    if owner is None or not (actor.is_admin or owner == actor.id):
         raise NotFound("no such certificate")
-    return cert, actor
+    return actor
 
 
 def status_filter(status: Status, now: datetime) -> Any:

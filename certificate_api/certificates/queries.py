@@ -1,0 +1,97 @@
+"""The statements of the hot routes (fetch and issue), built once from the schema's tables.
+
+Each takes its values as named parameters at execution (`bindparam`), so it is compiled
+once per process (see certificate_api/database.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Column, Table, bindparam, delete, insert, select, update
+
+from schema.accounts import Account
+from schema.certificates import (
+    Certificate,
+    CertificateHistory,
+    CertificateKey,
+    CrlRevision,
+    IdempotencyKey,
+)
+from schema.events import Event
+
+_certificates: Table = Certificate.__table__  # type: ignore[assignment]
+
+
+def _param(column: Column[Any]) -> Any:
+    return bindparam(column.key, type_=column.type)
+
+
+def _insert(model: Any, *names: str) -> Any:
+    """INSERT of these columns (all by default), each value a parameter of the column's name."""
+    table: Table = model.__table__
+    columns = [table.c[name] for name in names] if names else list(table.columns)
+    return insert(table).values({column.key: _param(column) for column in columns})
+
+
+# The certificate's columns, plus whether its private key is held (no second query).
+CERTIFICATE = (*_certificates.columns, Certificate.has_private_key.label("has_private_key"))
+
+# Fetch: the caller's account (still there? admin?) and the certificate, in one round trip.
+# An outer join, so that a missing certificate still tells a deleted account (401) from
+# a certificate that is not there or not the caller's (404).
+VISIBLE = (
+    select(Account.role, Account.deleted_at, *CERTIFICATE)
+    .select_from(Account)
+    .outerjoin(Certificate, Certificate.id == bindparam("certificate_id"))
+    .where(Account.id == bindparam("account_id"))
+)
+
+ACCOUNT = select(Account.role, Account.deleted_at).where(Account.id == bindparam("account_id"))
+
+# Issuing share-locks the account: one deleted meanwhile gets no new certificate.
+LOCK_ACCOUNT = (
+    select(Account.deleted_at)
+    .where(Account.id == bindparam("account_id"))
+    .with_for_update(read=True)
+)
+
+BY_ID = select(*CERTIFICATE).where(Certificate.id == bindparam("certificate_id"))
+
+SEALED_KEY = select(CertificateKey.key_id, CertificateKey.nonce, CertificateKey.ciphertext).where(
+    CertificateKey.certificate_id == bindparam("certificate_id")
+)
+
+INSERT_CERTIFICATE = _insert(Certificate).returning(*_certificates.columns)
+INSERT_KEY = _insert(CertificateKey)
+INSERT_HISTORY = _insert(
+    CertificateHistory,
+    "certificate_id", "action", "from_status", "to_status", "reason", "actor_id", "at",
+)  # fmt: skip
+INSERT_EVENT = _insert(
+    Event,
+    "id", "type", "subject_id", "payload", "created_at", "next_attempt_at", "state", "attempts",
+)  # fmt: skip
+INSERT_IDEMPOTENCY_KEY = _insert(IdempotencyKey)
+
+REMEMBERED = select(
+    IdempotencyKey.request_hash, IdempotencyKey.certificate_id, IdempotencyKey.created_at
+).where(
+    IdempotencyKey.account_id == bindparam("account_id"),
+    IdempotencyKey.operation == bindparam("operation"),
+    IdempotencyKey.key == bindparam("key"),
+)
+
+BUMP_CRL_REVISION = (
+    update(CrlRevision)
+    .where(CrlRevision.issuer_id == bindparam("issuer"), CrlRevision.slot == bindparam("counter"))
+    .values(revision=CrlRevision.revision + 1)
+)
+
+# An expired key may be used afresh. A plain DELETE: two requests may race to reuse it.
+FORGET_EXPIRED = delete(IdempotencyKey).where(
+    IdempotencyKey.account_id == bindparam("account_id"),
+    IdempotencyKey.operation == bindparam("operation"),
+    IdempotencyKey.key == bindparam("key"),
+    IdempotencyKey.created_at < bindparam("cutoff", type_=IdempotencyKey.created_at.type),
+)

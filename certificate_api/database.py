@@ -1,0 +1,235 @@
+"""Async database access for the hot routes: SQLAlchemy Core statements, run without the ORM.
+
+The statements are defined once, with `bindparam` placeholders, from the same tables as the
+rest of the product (`schema/`). How they run depends on the backend:
+
+- PostgreSQL: compiled once per statement for psycopg and executed on a psycopg
+  `AsyncConnectionPool`, straight from the event loop. No thread hop, no ORM unit of work,
+  no SQLAlchemy connection pool: a fetch costs about a third of the CPU it did through a
+  sync ORM session in a thread (docs/performance.md).
+- SQLite (the development default): executed by SQLAlchemy on the sync engine, in a thread.
+
+Either way a route sees rows with attribute access (`row.serial_number`) and the same Python
+types (UUID, timezone-aware datetime, lists for JSON), and errors arrive as SQLAlchemy's
+(`IntegrityError`, `OperationalError`, `TimeoutError`), so the service's handlers answer
+them the same way (409/replay, 503).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
+
+import anyio.to_thread
+import psycopg
+import psycopg.rows
+import psycopg_pool
+from psycopg.types.json import Json
+from sqlalchemy import JSON, Connection, Engine
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import psycopg as sa_psycopg
+from sqlalchemy.engine import make_url
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import Compiled
+
+Params = Mapping[str, Any]
+
+
+class Row(Protocol):
+    """A result row: columns by attribute (and by index)."""
+
+    def __getattr__(self, name: str) -> Any: ...
+    def __getitem__(self, index: int) -> Any: ...
+
+
+class Transaction(Protocol):
+    """Statements run in one transaction, committed when the block ends without error."""
+
+    async def one(self, statement: ClauseElement, **params: Any) -> Any: ...
+    async def all(self, statement: ClauseElement, **params: Any) -> list[Any]: ...
+    async def execute(self, statement: ClauseElement, **params: Any) -> None: ...
+
+
+class Database(Protocol):
+    """Reads outside a transaction, and transactions."""
+
+    async def one(self, statement: ClauseElement, **params: Any) -> Any: ...
+    async def all(self, statement: ClauseElement, **params: Any) -> list[Any]: ...
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Transaction]: ...
+    async def close(self) -> None: ...
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+
+
+class _Prepared:
+    """A statement compiled for psycopg: its SQL, and how to turn parameters into psycopg's."""
+
+    __slots__ = ("compiled", "json_names", "sql")
+
+    def __init__(self, compiled: Compiled) -> None:
+        self.compiled = compiled
+        self.sql = compiled.string
+        self.json_names = frozenset(
+            name
+            for name, bind in compiled.binds.items()  # type: ignore[attr-defined]
+            if isinstance(bind.type, JSON)
+        )
+
+    def params(self, given: Params) -> dict[str, Any]:
+        values: dict[str, Any] = self.compiled.construct_params(dict(given))
+        for name in self.json_names:
+            if values.get(name) is not None:
+                values[name] = Json(values[name])
+        return values
+
+
+@contextlib.contextmanager
+def _as_sqlalchemy_errors() -> Any:
+    """psycopg's errors as the SQLAlchemy ones the service already answers."""
+    try:
+        yield
+    except psycopg.IntegrityError as exc:
+        raise sa_exc.IntegrityError(None, None, exc) from exc
+    except psycopg_pool.PoolTimeout as exc:
+        raise sa_exc.TimeoutError(str(exc)) from exc
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        raise sa_exc.OperationalError(None, None, exc) from exc
+
+
+class _PostgresTransaction:
+    def __init__(self, db: PostgresDatabase, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.db = db
+        self.conn = conn
+
+    async def _run(self, statement: ClauseElement, params: Params) -> psycopg.AsyncCursor[Any]:
+        prepared = self.db.prepared(statement)
+        with _as_sqlalchemy_errors():
+            return await self.conn.execute(prepared.sql, prepared.params(params))  # type: ignore[arg-type]
+
+    async def one(self, statement: ClauseElement, **params: Any) -> Any:
+        cursor = await self._run(statement, params)
+        return await cursor.fetchone()
+
+    async def all(self, statement: ClauseElement, **params: Any) -> list[Any]:
+        cursor = await self._run(statement, params)
+        return await cursor.fetchall()
+
+    async def execute(self, statement: ClauseElement, **params: Any) -> None:
+        await self._run(statement, params)
+
+
+class PostgresDatabase:
+    """psycopg's async pool; connections in autocommit, transactions explicit."""
+
+    def __init__(self, url: str, size: int, timeout: float) -> None:
+        parsed = make_url(url).set(drivername="postgresql")
+        self.dialect = sa_psycopg.dialect()  # type: ignore[no-untyped-call]
+        self.cache: dict[ClauseElement, _Prepared] = {}
+        self.pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] = (
+            psycopg_pool.AsyncConnectionPool(
+                parsed.render_as_string(hide_password=False),
+                min_size=size,
+                max_size=size,
+                timeout=timeout,
+                open=False,
+                kwargs={
+                    "autocommit": True,
+                    "row_factory": psycopg.rows.namedtuple_row,
+                    "options": "-c TimeZone=UTC",
+                },
+                name="certificate-api",
+            )
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    def prepared(self, statement: ClauseElement) -> _Prepared:
+        prepared = self.cache.get(statement)
+        if prepared is None:
+            compiled = statement.compile(dialect=self.dialect)
+            prepared = self.cache[statement] = _Prepared(compiled)
+        return prepared
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        with _as_sqlalchemy_errors():
+            async with self.pool.connection() as conn:
+                yield conn
+
+    async def one(self, statement: ClauseElement, **params: Any) -> Any:
+        async with self._connection() as conn:
+            return await _PostgresTransaction(self, conn).one(statement, **params)
+
+    async def all(self, statement: ClauseElement, **params: Any) -> list[Any]:
+        async with self._connection() as conn:
+            return await _PostgresTransaction(self, conn).all(statement, **params)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._connection() as conn:
+            with _as_sqlalchemy_errors():
+                async with conn.transaction():
+                    yield _PostgresTransaction(self, conn)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+# --- SQLite ------------------------------------------------------------------------------------
+
+
+class _SqliteTransaction:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def _run(self, call: Callable[[], Any]) -> Any:
+        return await anyio.to_thread.run_sync(call)
+
+    async def one(self, statement: ClauseElement, **params: Any) -> Any:
+        return await self._run(lambda: self.conn.execute(statement, params).first())  # type: ignore[arg-type]
+
+    async def all(self, statement: ClauseElement, **params: Any) -> list[Any]:
+        return await self._run(lambda: list(self.conn.execute(statement, params).all()))  # type: ignore[arg-type]
+
+    async def execute(self, statement: ClauseElement, **params: Any) -> None:
+        await self._run(lambda: self.conn.execute(statement, params))  # type: ignore[arg-type]
+
+
+class SqliteDatabase:
+    """The sync engine, a thread per statement: for development, not for throughput."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def one(self, statement: ClauseElement, **params: Any) -> Any:
+        async with self.transaction() as tx:
+            return await tx.one(statement, **params)
+
+    async def all(self, statement: ClauseElement, **params: Any) -> list[Any]:
+        async with self.transaction() as tx:
+            return await tx.all(statement, **params)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        conn = await anyio.to_thread.run_sync(self.engine.connect)
+        try:
+            await anyio.to_thread.run_sync(conn.begin)
+            yield _SqliteTransaction(conn)
+            await anyio.to_thread.run_sync(conn.commit)
+        finally:
+            await anyio.to_thread.run_sync(conn.close)  # rolls back if not committed
+
+    async def close(self) -> None:
+        return None
+
+
+async def open_database(engine: Engine, size: int, timeout: float) -> Database:
+    """The async database for the engine's URL (PostgreSQL or SQLite)."""
+    if engine.dialect.name == "postgresql":
+        db = PostgresDatabase(engine.url.render_as_string(hide_password=False), size, timeout)
+        await db.open()
+        return db
+    return SqliteDatabase(engine)
