@@ -43,12 +43,26 @@ class Row(Protocol):
     def __getitem__(self, index: int) -> Any: ...
 
 
+class Pending(Protocol):
+    """A statement sent, whose result is read later."""
+
+    async def one(self) -> Any: ...
+
+
 class Transaction(Protocol):
-    """Statements run in one transaction, committed when the block ends without error."""
+    """Statements run in one transaction, committed when the block ends without error.
+
+    On PostgreSQL the statements are pipelined: `execute` and `start` send without waiting,
+    and the client waits only when it reads a result (`one`, `all`, `Pending.one`) and at
+    commit. A transaction of several statements costs one or two round trips, not one per
+    statement. An error (a constraint, say) may therefore surface at the next read or at
+    the commit instead of at its own statement; either way the transaction rolls back.
+    """
 
     async def one(self, statement: ClauseElement, **params: Any) -> Any: ...
     async def all(self, statement: ClauseElement, **params: Any) -> list[Any]: ...
     async def execute(self, statement: ClauseElement, **params: Any) -> None: ...
+    async def start(self, statement: ClauseElement, **params: Any) -> Pending: ...
 
 
 class Database(Protocol):
@@ -119,6 +133,18 @@ class _PostgresTransaction:
     async def execute(self, statement: ClauseElement, **params: Any) -> None:
         await self._run(statement, params)
 
+    async def start(self, statement: ClauseElement, **params: Any) -> Pending:
+        return _PostgresPending(await self._run(statement, params))
+
+
+class _PostgresPending:
+    def __init__(self, cursor: psycopg.AsyncCursor[Any]) -> None:
+        self.cursor = cursor
+
+    async def one(self) -> Any:
+        with _as_sqlalchemy_errors():
+            return await self.cursor.fetchone()
+
 
 class PostgresDatabase:
     """psycopg's async pool; connections in autocommit, transactions explicit."""
@@ -171,7 +197,7 @@ class PostgresDatabase:
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self._connection() as conn:
             with _as_sqlalchemy_errors():
-                async with conn.transaction():
+                async with conn.pipeline(), conn.transaction():
                     yield _PostgresTransaction(self, conn)
 
     async def close(self) -> None:
@@ -196,6 +222,17 @@ class _SqliteTransaction:
 
     async def execute(self, statement: ClauseElement, **params: Any) -> None:
         await self._run(lambda: self.conn.execute(statement, params))  # type: ignore[arg-type]
+
+    async def start(self, statement: ClauseElement, **params: Any) -> Pending:
+        return _Ready(await self.one(statement, **params))
+
+
+class _Ready:
+    def __init__(self, row: Any) -> None:
+        self.row = row
+
+    async def one(self) -> Any:
+        return self.row
 
 
 class SqliteDatabase:

@@ -62,7 +62,7 @@ SEALED_KEY = select(CertificateKey.key_id, CertificateKey.nonce, CertificateKey.
     CertificateKey.certificate_id == bindparam("certificate_id")
 )
 
-INSERT_CERTIFICATE = _insert(Certificate).returning(*_certificates.columns)
+INSERT_CERTIFICATE = _insert(Certificate)
 INSERT_KEY = _insert(CertificateKey)
 INSERT_HISTORY = _insert(
     CertificateHistory,

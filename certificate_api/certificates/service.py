@@ -6,6 +6,7 @@ import base64
 import binascii
 import uuid
 from dataclasses import dataclass
+from types import SimpleNamespace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,7 +85,7 @@ async def store_issued(
     is returned instead. 401 if the account was deleted meanwhile.
     """
     now = utcnow()
-    values = {
+    values: dict[str, Any] = {
         "id": issued.id,
         "account_id": account_id,
         "issuer_id": issued.issuer_id,
@@ -103,12 +104,12 @@ async def store_issued(
         "created_at": now,
         "updated_at": now,
     }
+    cert = SimpleNamespace(**values, has_private_key=issued.private_key_pem is not None)
     try:
         async with db.transaction() as tx:
-            account = await tx.one(queries.LOCK_ACCOUNT, account_id=account_id)
-            if account is None or account.deleted_at is not None:
-                raise Unauthorized()
-            cert = await tx.one(queries.INSERT_CERTIFICATE, **values)
+            # Sent together, read once at the end: one round trip before the commit.
+            account = await tx.start(queries.LOCK_ACCOUNT, account_id=account_id)
+            await tx.execute(queries.INSERT_CERTIFICATE, **values)
             if issued.private_key_pem is not None:
                 sealed = seal(keyring, issued.private_key_pem, issued.id.bytes)
                 await tx.execute(
@@ -137,6 +138,9 @@ async def store_issued(
                 await tx.execute(
                     queries.BUMP_CRL_REVISION, issuer=issued.issuer_id, counter=crl_slot(issued.id)
                 )
+            locked = await account.one()
+            if locked is None or locked.deleted_at is not None:
+                raise Unauthorized()  # rolls all of it back
     except IntegrityError:
         winner = await replay_async(db, account_id, "issue", idempotency_key, fingerprint, ttl)
         if winner is None:
