@@ -8,6 +8,7 @@ after one more revocation. In-process, through the service's own functions.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import tempfile
 import time
@@ -22,7 +23,6 @@ from sqlalchemy import update
 from bench.load import Request, run_wrk
 from bench.seed import Templates, copy_accounts, copy_certificates, vacuum_analyze
 from bench.services import BenchDatabase, Services, default_server
-from certificate_api.certificates.service import Actor
 from certificate_api.certificates.service import revoke as revoke_certificate
 from certificate_api.revocation.service import CrlCache, current_crl, revoked_entries
 from certificate_api.runtime import build_runtime
@@ -51,28 +51,24 @@ def timed(work: object) -> tuple[float, object]:
 
 
 def run(url: str, count: int) -> None:
+    asyncio.run(_run(url, count))
+
+
+async def _run(url: str, count: int) -> None:
     with tempfile.TemporaryDirectory() as var:
         settings = CertificateSettings(_env_file=None, database_url=url, var_dir=Path(var))  # type: ignore[call-arg]
-        runtime = build_runtime(settings)
+        runtime = await build_runtime(settings)
         validity = timedelta(hours=settings.crl_validity_hours)
         owners = copy_accounts(url, max(count // 100, 1), "crl")
-        with runtime.sessions() as session:
-            # One real certificate to borrow a PEM from: the seeding only needs the shape.
-            from certificate_api.certificates import issuance
-            from certificate_api.certificates import service as certs
+        # One real certificate to borrow a PEM from: the seeding only needs the shape.
+        from certificate_api.certificates import issuance
+        from certificate_api.certificates import service as certs
 
-            order = issuance.prepare("seed.example", [], [], "ec-p256", 90, None, True, 90, 199)
-            issued = issuance.sign(order, runtime.ca, settings.public_base_url)
-            certs.store_issued(
-                session,
-                runtime.keyring,
-                Actor(owners[0], is_admin=False),
-                order,
-                issued,
-                None,
-                "",
-                timedelta(hours=1),
-            )
+        order = issuance.prepare("seed.example", [], [], "ec-p256", 90, None, True, 90, 199)
+        issued = issuance.sign(order, runtime.ca, settings.public_base_url)
+        await certs.store_issued(
+            runtime.db, runtime.keyring, owners[0], order, issued, None, "", timedelta(hours=1)
+        )
         templates = Templates.load(url)
         copy_certificates(url, templates, owners, count, "crl", held_every=10**12, revoked_every=1)
         vacuum_analyze(url)
@@ -101,7 +97,7 @@ def run(url: str, count: int) -> None:
             victim_pem = victim.certificate_pem
             revoke_certificate(session, victim, "keyCompromise", None)
             rebuild_ms, rebuilt = timed(lambda: current_crl(session, runtime.ca, cache, validity))
-        runtime.close()
+        await runtime.close()
         ocsp_figures = measure_ocsp(url, Path(var), runtime.ca.certificate, victim_pem)
 
     parsed = x509.load_der_x509_crl(rebuilt.der)  # type: ignore[attr-defined]

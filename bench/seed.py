@@ -11,19 +11,14 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from argon2 import PasswordHasher
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
-
-from schema.db import make_engine
-from schema.tokens import TokenClaims
 
 CHUNK = 20_000
 NULL = "\\N"  # COPY text format
@@ -202,38 +197,30 @@ def explain_service_queries(
 ) -> dict[str, str]:
     """EXPLAIN (ANALYZE, BUFFERS) of the exact SQL the service runs to fetch one and list active.
 
-    The statements are captured from `certificate_api.certificates.service` itself, so the
-    plans follow the service code as it changes.
+    The statements are the service's own (`certificate_api.certificates.queries` and
+    `service.list_statement`), compiled as the service compiles them, so the plans follow
+    the service code as it changes.
     """
-    from certificate_api.certificates import service
+    from certificate_api.certificates import queries, service
+    from certificate_api.database import PostgresDatabase
 
-    engine = make_engine(url)
-    captured: list[tuple[str, Any]] = []
-
-    def capture(*args: Any) -> None:
-        _conn, _cursor, statement, parameters = args[:4]
-        captured.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    actor = service.Actor(account_id, is_admin=False)
-    claims = TokenClaims(account_id, token_id="explain", expires_at=0)
-    queries: dict[str, Callable[[Session], object]] = {
-        "fetch by id": lambda s: service.get_visible_to(s, certificate_id, claims),
-        "list active (limit 100)": lambda s: service.list_page(
-            s, actor, None, True, None, None, 100
+    compiler = PostgresDatabase(url, size=1, timeout=1)  # compiles only: its pool never opens
+    statements: dict[str, tuple[Any, dict[str, Any]]] = {
+        "fetch by id": (
+            queries.VISIBLE,
+            {"certificate_id": certificate_id, "account_id": account_id},
+        ),
+        "list active (limit 100)": (
+            service.list_statement(by_owner=True, active=True, status=None, after=False),
+            {"owner": account_id, "now": datetime.now(UTC), "limit": 101},
         ),
     }
     plans: dict[str, str] = {}
-    try:
-        for name, run in queries.items():
-            with Session(engine) as session:
-                run(session)
-            statement, parameters = captured[-1]
-            with engine.connect() as conn:
-                rows = conn.exec_driver_sql(
-                    "EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters
-                ).all()
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        for name, (statement, params) in statements.items():
+            prepared = compiler.prepared(statement)
+            rows = conn.execute(
+                "EXPLAIN (ANALYZE, BUFFERS) " + prepared.sql, prepared.params(params)
+            ).fetchall()
             plans[name] = "\n".join(str(row[0]) for row in rows)
-    finally:
-        engine.dispose()
     return plans

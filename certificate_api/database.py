@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import anyio.to_thread
 import psycopg
@@ -30,10 +30,11 @@ from sqlalchemy import JSON, Connection, Engine
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import psycopg as sa_psycopg
 from sqlalchemy.engine import make_url
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import Compiled
 
 Params = Mapping[str, Any]
+Statement = Executable  # a Core select, insert, update or delete
 
 
 class Row(Protocol):
@@ -59,17 +60,17 @@ class Transaction(Protocol):
     the commit instead of at its own statement; either way the transaction rolls back.
     """
 
-    async def one(self, statement: ClauseElement, **params: Any) -> Any: ...
-    async def all(self, statement: ClauseElement, **params: Any) -> list[Any]: ...
-    async def execute(self, statement: ClauseElement, **params: Any) -> None: ...
-    async def start(self, statement: ClauseElement, **params: Any) -> Pending: ...
+    async def one(self, statement: Statement, **params: Any) -> Any: ...
+    async def all(self, statement: Statement, **params: Any) -> list[Any]: ...
+    async def execute(self, statement: Statement, **params: Any) -> None: ...
+    async def start(self, statement: Statement, **params: Any) -> Pending: ...
 
 
 class Database(Protocol):
     """Reads outside a transaction, and transactions."""
 
-    async def one(self, statement: ClauseElement, **params: Any) -> Any: ...
-    async def all(self, statement: ClauseElement, **params: Any) -> list[Any]: ...
+    async def one(self, statement: Statement, **params: Any) -> Any: ...
+    async def all(self, statement: Statement, **params: Any) -> list[Any]: ...
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Transaction]: ...
     async def close(self) -> None: ...
 
@@ -92,7 +93,7 @@ class _Prepared:
         )
 
     def params(self, given: Params) -> dict[str, Any]:
-        values: dict[str, Any] = self.compiled.construct_params(dict(given))
+        values = dict(self.compiled.construct_params(dict(given)) or {})
         for name in self.json_names:
             if values.get(name) is not None:
                 values[name] = Json(values[name])
@@ -117,23 +118,23 @@ class _PostgresTransaction:
         self.db = db
         self.conn = conn
 
-    async def _run(self, statement: ClauseElement, params: Params) -> psycopg.AsyncCursor[Any]:
+    async def _run(self, statement: Statement, params: Params) -> psycopg.AsyncCursor[Any]:
         prepared = self.db.prepared(statement)
         with _as_sqlalchemy_errors():
-            return await self.conn.execute(prepared.sql, prepared.params(params))  # type: ignore[arg-type]
+            return await self.conn.execute(prepared.sql, prepared.params(params))
 
-    async def one(self, statement: ClauseElement, **params: Any) -> Any:
+    async def one(self, statement: Statement, **params: Any) -> Any:
         cursor = await self._run(statement, params)
         return await cursor.fetchone()
 
-    async def all(self, statement: ClauseElement, **params: Any) -> list[Any]:
+    async def all(self, statement: Statement, **params: Any) -> list[Any]:
         cursor = await self._run(statement, params)
         return await cursor.fetchall()
 
-    async def execute(self, statement: ClauseElement, **params: Any) -> None:
+    async def execute(self, statement: Statement, **params: Any) -> None:
         await self._run(statement, params)
 
-    async def start(self, statement: ClauseElement, **params: Any) -> Pending:
+    async def start(self, statement: Statement, **params: Any) -> Pending:
         return _PostgresPending(await self._run(statement, params))
 
 
@@ -152,7 +153,7 @@ class PostgresDatabase:
     def __init__(self, url: str, size: int, timeout: float) -> None:
         parsed = make_url(url).set(drivername="postgresql")
         self.dialect = sa_psycopg.dialect()  # type: ignore[no-untyped-call]
-        self.cache: dict[ClauseElement, _Prepared] = {}
+        self.cache: dict[Statement, _Prepared] = {}
         self.pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] = (
             psycopg_pool.AsyncConnectionPool(
                 parsed.render_as_string(hide_password=False),
@@ -172,10 +173,10 @@ class PostgresDatabase:
     async def open(self) -> None:
         await self.pool.open(wait=False)
 
-    def prepared(self, statement: ClauseElement) -> _Prepared:
+    def prepared(self, statement: Statement) -> _Prepared:
         prepared = self.cache.get(statement)
         if prepared is None:
-            compiled = statement.compile(dialect=self.dialect)
+            compiled = cast(ClauseElement, statement).compile(dialect=self.dialect)
             prepared = self.cache[statement] = _Prepared(compiled)
         return prepared
 
@@ -185,11 +186,11 @@ class PostgresDatabase:
             async with self.pool.connection() as conn:
                 yield conn
 
-    async def one(self, statement: ClauseElement, **params: Any) -> Any:
+    async def one(self, statement: Statement, **params: Any) -> Any:
         async with self._connection() as conn:
             return await _PostgresTransaction(self, conn).one(statement, **params)
 
-    async def all(self, statement: ClauseElement, **params: Any) -> list[Any]:
+    async def all(self, statement: Statement, **params: Any) -> list[Any]:
         async with self._connection() as conn:
             return await _PostgresTransaction(self, conn).all(statement, **params)
 
@@ -214,16 +215,17 @@ class _SqliteTransaction:
     async def _run(self, call: Callable[[], Any]) -> Any:
         return await anyio.to_thread.run_sync(call)
 
-    async def one(self, statement: ClauseElement, **params: Any) -> Any:
-        return await self._run(lambda: self.conn.execute(statement, params).first())  # type: ignore[arg-type]
+    async def one(self, statement: Statement, **params: Any) -> Any:
+        return await self._run(lambda: self.conn.execute(statement, params).first())
 
-    async def all(self, statement: ClauseElement, **params: Any) -> list[Any]:
-        return await self._run(lambda: list(self.conn.execute(statement, params).all()))  # type: ignore[arg-type]
+    async def all(self, statement: Statement, **params: Any) -> list[Any]:
+        rows: list[Any] = await self._run(lambda: list(self.conn.execute(statement, params).all()))
+        return rows
 
-    async def execute(self, statement: ClauseElement, **params: Any) -> None:
-        await self._run(lambda: self.conn.execute(statement, params))  # type: ignore[arg-type]
+    async def execute(self, statement: Statement, **params: Any) -> None:
+        await self._run(lambda: self.conn.execute(statement, params))
 
-    async def start(self, statement: ClauseElement, **params: Any) -> Pending:
+    async def start(self, statement: Statement, **params: Any) -> Pending:
         return _Ready(await self.one(statement, **params))
 
 
@@ -241,11 +243,11 @@ class SqliteDatabase:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def one(self, statement: ClauseElement, **params: Any) -> Any:
+    async def one(self, statement: Statement, **params: Any) -> Any:
         async with self.transaction() as tx:
             return await tx.one(statement, **params)
 
-    async def all(self, statement: ClauseElement, **params: Any) -> list[Any]:
+    async def all(self, statement: Statement, **params: Any) -> list[Any]:
         async with self.transaction() as tx:
             return await tx.all(statement, **params)
 

@@ -93,6 +93,7 @@ class WebhookEndpoint(Base):
 # would turn every change into a single file. Many commits close together share one NOTIFY.
 # Should the process die between commit and NOTIFY, workers still find the event by polling.
 EVENTS_CHANNEL = "tessera_events"
+NOTIFY_GATHER_SECONDS = 0.005
 
 
 class _Notifier:
@@ -110,6 +111,9 @@ class _Notifier:
     def _run(self) -> None:
         while True:
             self.wanted.wait()
+            # Let a burst of commits gather first: at hundreds of changes a second this
+            # sends one NOTIFY per few milliseconds instead of one per commit.
+            time.sleep(NOTIFY_GATHER_SECONDS)
             self.wanted.clear()
             try:
                 with self.engine.connect() as conn:

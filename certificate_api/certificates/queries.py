@@ -47,6 +47,26 @@ VISIBLE = (
     .where(Account.id == bindparam("account_id"))
 )
 
+# Hold and release: the same, with the certificate row locked for the change. An inner
+# join (a row lock cannot sit on the nullable side of an outer join).
+LOCK_VISIBLE = (
+    select(Account.role, Account.deleted_at, *CERTIFICATE)
+    .select_from(Certificate)
+    .join(Account, Account.id == bindparam("account_id"))
+    .where(Certificate.id == bindparam("certificate_id"))
+    .with_for_update(of=Certificate)
+)
+
+SET_HOLD = (
+    update(Certificate)
+    .where(Certificate.id == bindparam("certificate_id"))
+    .values(
+        is_active=bindparam("active", type_=Certificate.is_active.type),
+        held_at=bindparam("hold_started", type_=Certificate.held_at.type),
+        updated_at=bindparam("changed_at", type_=Certificate.updated_at.type),
+    )
+)
+
 ACCOUNT = select(Account.role, Account.deleted_at).where(Account.id == bindparam("account_id"))
 
 # Issuing share-locks the account: one deleted meanwhile gets no new certificate.

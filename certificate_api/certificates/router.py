@@ -193,9 +193,8 @@ async def get_certificate(
 @router.get(
     "", response_model=CertificatePage, summary="List certificates", responses=problems(401, 422)
 )
-def list_certificates(
+async def list_certificates(
     runtime: RuntimeDep,
-    session: ReadSessionDep,
     caller: Caller,
     active: Annotated[bool | None, Query(description="only active (true) or not active")] = None,
     status: Annotated[StatusName | None, Query()] = None,
@@ -204,9 +203,9 @@ def list_certificates(
     account_id: Annotated[uuid.UUID | None, Query(description="admins: one account")] = None,
 ) -> Response:
     """Your certificates (admins: anyone's), newest first, a page at a time."""
-    actor = service.authorize(session, caller)
-    rows, next_cursor = service.list_page(
-        session, actor, account_id, active, Status(status) if status else None, cursor, limit
+    actor = await service.authorize_async(runtime.db, caller)
+    rows, next_cursor = await service.list_page(
+        runtime.db, actor, account_id, active, Status(status) if status else None, cursor, limit
     )
     items = [shape(c, runtime.ca.chain_pem) for c in rows]
     return reply({"items": items, "next_cursor": next_cursor})
@@ -218,18 +217,17 @@ def list_certificates(
     summary="Hold or release a certificate",
     responses=problems(401, 404, 409, 422),
 )
-def update_certificate(
+async def update_certificate(
     certificate_id: uuid.UUID,
     body: CertificateUpdate,
     runtime: RuntimeDep,
-    session: SessionDep,
     caller: Caller,
 ) -> Response:
     """`is_active: false` holds it (CRL/OCSP say certificateHold); `true` releases it."""
-    cert, actor = service.get_visible_to(session, certificate_id, caller, for_update=True)
-    return reply(
-        shape(service.set_active(session, cert, body.is_active, actor), runtime.ca.chain_pem)
-    )
+    cert, changed = await service.set_active(runtime.db, certificate_id, caller, body.is_active)
+    if changed:
+        wake_workers(runtime.engine)
+    return reply(shape(cert, runtime.ca.chain_pem))
 
 
 @router.post(

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import Select, and_, false, not_, select, tuple_
+from sqlalchemy import Select, and_, bindparam, not_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,11 +30,11 @@ from schema.certificates import (
     bump_crl_revision,
     certificate_event_data,
     crl_slot,
-    history_entry,
     history_values,
     mark_revoked,
+    status_of,
 )
-from schema.events import EventType, event_values, record_event
+from schema.events import EventType, event_values
 from schema.tokens import TokenClaims
 
 
@@ -237,8 +238,9 @@ def _visible(row: Any, owner: uuid.UUID | None, claims: TokenClaims) -> Actor:
     return actor
 
 
-def status_filter(status: Status, now: datetime) -> Any:
-    """SQL for "has this status now"."""
+def status_filter(status: Status) -> Any:
+    """SQL for "has this status at :now"."""
+    now = bindparam("now", type_=Certificate.not_after.type)
     # Plain `is_active` (not `IS true`), so PostgreSQL matches the partial index's predicate.
     live = and_(Certificate.revoked_at.is_(None), Certificate.not_after > now)
     return {
@@ -249,9 +251,9 @@ def status_filter(status: Status, now: datetime) -> Any:
     }[status]
 
 
-def encode_cursor(cert: Certificate) -> str:
+def encode_cursor(cert: Any) -> str:
     """An opaque cursor after this certificate."""
-    raw = f"{cert.created_at.isoformat()}|{cert.id}".encode()
+    raw = f"{cert.created_at.astimezone(UTC).isoformat()}|{cert.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -268,45 +270,53 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise Unprocessable.field(["query", "cursor"], "not a cursor from this API") from None
 
 
-def list_query(
-    actor: Actor,
-    account_id: uuid.UUID | None,
-    active: bool | None,
-    status: Status | None,
-    cursor: str | None,
-    limit: int,
-) -> Select[Certificate]:
-    """Newest first, by keyset on (created_at, id), so pages stay stable under inserts."""
-    now = utcnow()
-    owner = account_id if actor.is_admin else actor.id
-    query = select(Certificate)
-    if owner is not None:
-        query = query.where(Certificate.account_id == owner)
-    if not actor.is_admin and account_id not in (None, actor.id):
-        query = query.where(false())  # a customer never sees another account's list
+@functools.cache
+def list_statement(
+    by_owner: bool, active: bool | None, status: Status | None, after: bool
+) -> Select[Any]:
+    """Newest first, by keyset on (created_at, id), so pages stay stable under inserts.
+
+    One statement per combination of filters (a few dozen), each built and compiled once;
+    the values are parameters: owner, now, after_created, after_id, limit.
+    """
+    query = select(*queries.CERTIFICATE)
+    if by_owner:
+        query = query.where(Certificate.account_id == bindparam("owner"))
     if active is True:
-        query = query.where(status_filter(Status.ACTIVE, now))
+        query = query.where(status_filter(Status.ACTIVE))
     elif active is False:
-        query = query.where(not_(status_filter(Status.ACTIVE, now)))
+        query = query.where(not_(status_filter(Status.ACTIVE)))
     if status is not None:
-        query = query.where(status_filter(status, now))
-    if cursor is not None:
-        created, ident = decode_cursor(cursor)
-        query = query.where(tuple_(Certificate.created_at, Certificate.id) < (created, ident))
-    return query.order_by(Certificate.created_at.desc(), Certificate.id.desc()).limit(limit + 1)
+        query = query.where(status_filter(status))
+    if after:
+        created = bindparam("after_created", type_=Certificate.created_at.type)
+        ident = bindparam("after_id", type_=Certificate.id.type)
+        query = query.where(tuple_(Certificate.created_at, Certificate.id) < tuple_(created, ident))
+    return query.order_by(Certificate.created_at.desc(), Certificate.id.desc()).limit(
+        bindparam("limit")
+    )
 
 
-def list_page(
-    session: Session,
+async def list_page(
+    db: Database,
     actor: Actor,
     account_id: uuid.UUID | None,
     active: bool | None,
     status: Status | None,
     cursor: str | None,
     limit: int,
-) -> tuple[list[Certificate], str | None]:
+) -> tuple[list[Any], str | None]:
     """One page and the cursor of the next (None at the end)."""
-    rows = list(session.scalars(list_query(actor, account_id, active, status, cursor, limit)))
+    if not actor.is_admin and account_id not in (None, actor.id):
+        return [], None  # a customer never sees another account's list
+    owner = account_id if actor.is_admin else actor.id
+    params: dict[str, Any] = {"now": utcnow(), "limit": limit + 1}
+    if owner is not None:
+        params["owner"] = owner
+    if cursor is not None:
+        params["after_created"], params["after_id"] = decode_cursor(cursor)
+    statement = list_statement(owner is not None, active, status, cursor is not None)
+    rows = await db.all(statement, **params)
     if len(rows) > limit:
         return rows[:limit], encode_cursor(rows[limit - 1])
     return rows, None
@@ -315,37 +325,47 @@ def list_page(
 # --- state changes --------------------------------------------------------------------------
 
 
-def set_active(session: Session, cert: Certificate, active: bool, actor: Actor) -> Certificate:
+async def set_active(
+    db: Database, certificate_id: uuid.UUID, claims: TokenClaims, active: bool
+) -> tuple[Any, bool]:
     """Hold (false) or release (true); no change, no event. A revoked or expired certificate
-    has no hold to change: 409 whatever its flag says."""
-    now = utcnow()
-    before = cert.status_at(now)
-    if before in (Status.REVOKED, Status.EXPIRED):
-        session.rollback()  # release the row lock
-        raise Conflict(
-            f"a {before.value} certificate cannot be {'activated' if active else 'deactivated'}"
+    has no hold to change: 409 whatever its flag says. Returns the certificate as it is now,
+    and whether it changed."""
+    async with db.transaction() as tx:
+        row = await tx.one(
+            queries.LOCK_VISIBLE, certificate_id=certificate_id, account_id=claims.account_id
         )
-    if cert.is_active == active:
-        session.rollback()
-        return cert
-    cert.is_active = active
-    cert.held_at = None if active else now
-    cert.updated_at = now
-    session.add(
-        history_entry(
-            cert,
-            "released" if active else "held",
-            before,
-            actor.id,
-            now,
-            None if active else "certificateHold",
+        if row is None:  # 401 if the account is gone, else the certificate is not there
+            row = await tx.one(queries.ACCOUNT, account_id=claims.account_id)
+        actor = _visible(row, getattr(row, "account_id", None), claims)
+        now = utcnow()
+        before = status_of(row.revoked_at, row.not_after, row.is_active, now)
+        if before in (Status.REVOKED, Status.EXPIRED):
+            verb = "activated" if active else "deactivated"
+            raise Conflict(f"a {before.value} certificate cannot be {verb}")
+        if row.is_active == active:
+            return row, False
+        held_at = None if active else now
+        changes = {"is_active": active, "held_at": held_at, "updated_at": now}
+        cert = SimpleNamespace(**{**row._asdict(), **changes})
+        await tx.execute(
+            queries.SET_HOLD,
+            certificate_id=cert.id,
+            active=active,
+            hold_started=held_at,
+            changed_at=now,
         )
-    )
-    event = EventType.CERTIFICATE_ACTIVATED if active else EventType.CERTIFICATE_DEACTIVATED
-    record_event(session, event, cert.id, certificate_event_data(cert, now))
-    bump_crl_revision(session, [cert])
-    session.commit()  # the change, its event and the CRL revision commit together
-    return cert
+        action, reason = ("released", None) if active else ("held", "certificateHold")
+        await tx.execute(
+            queries.INSERT_HISTORY, **history_values(cert, action, before, actor.id, now, reason)
+        )
+        event = EventType.CERTIFICATE_ACTIVATED if active else EventType.CERTIFICATE_DEACTIVATED
+        data = certificate_event_data(cert, now)
+        await tx.execute(queries.INSERT_EVENT, **event_values(event, cert.id, data))
+        await tx.execute(
+            queries.BUMP_CRL_REVISION, issuer=cert.issuer_id, counter=crl_slot(cert.id)
+        )
+    return cert, True
 
 
 def revoke(
