@@ -302,7 +302,9 @@ CEILINGS = {
 SCENARIOS = [
     Scenario("issue ec-p256", "certificate", issue_ec, CREATED, "ec-p256"),
     Scenario("issue from CSR", "certificate", issue_csr, CREATED, "csr-ec-p256"),
-    Scenario("issue rsa-2048", "certificate", issue_rsa, CREATED, "rsa-2048"),
+    # Capped at one process's key pool (32 keys by default): the row measures issuance while
+    # the pool has keys, as the target says. Sustained, it is bound by key generation.
+    Scenario("issue rsa-2048", "certificate", issue_rsa, CREATED, "rsa-2048", cap=32),
     Scenario("fetch JSON", "certificate", fetch_json, OK),
     Scenario("fetch PEM", "certificate", fetch_pem, OK),
     Scenario("list active", "certificate", list_active, OK),

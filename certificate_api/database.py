@@ -157,7 +157,7 @@ class PostgresDatabase:
         self.pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] = (
             psycopg_pool.AsyncConnectionPool(
                 parsed.render_as_string(hide_password=False),
-                min_size=size,
+                min_size=min(size, 2),  # more are opened as load needs them
                 max_size=size,
                 timeout=timeout,
                 open=False,
