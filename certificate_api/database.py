@@ -113,38 +113,95 @@ def _as_sqlalchemy_errors() -> Any:
         raise sa_exc.OperationalError(None, None, exc) from exc
 
 
+async def _run_prepared(
+    conn: psycopg.AsyncConnection[Any], prepared: _Prepared, params: Params
+) -> psycopg.AsyncCursor[Any]:
+    """One statement on its own: server-side parameters, prepared after a few uses."""
+    with _as_sqlalchemy_errors():
+        return await conn.execute(prepared.sql, prepared.params(params))
+
+
+class _Batch:
+    """The results of a batch, by position; filled when the batch is sent."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, list[Any]] = {}
+
+
+class _BatchedResult:
+    def __init__(self, tx: _PostgresTransaction, batch: _Batch, index: int) -> None:
+        self.tx = tx
+        self.batch = batch
+        self.index = index
+
+    async def one(self) -> Any:
+        await self.tx.send()
+        rows = self.batch.rows[self.index]
+        return rows[0] if rows else None
+
+
 class _PostgresTransaction:
+    """Statements are queued and sent together, with BEGIN in front and, at the end, COMMIT
+    behind: one message and one round trip per batch. Parameters are bound client-side
+    (psycopg's ClientCursor quoting) so that a batch can be one multi-statement query; in
+    PostgreSQL such a query runs its statements in order and stops at the first error."""
+
     def __init__(self, db: PostgresDatabase, conn: psycopg.AsyncConnection[Any]) -> None:
         self.db = db
         self.conn = conn
+        self.cursor = psycopg.AsyncClientCursor(conn)
+        self.queued: list[str] = ["BEGIN"]
+        self.wants_rows: list[bool] = [False]
+        self.batch = _Batch()
+        self.began = False
 
-    async def _run(self, statement: Statement, params: Params) -> psycopg.AsyncCursor[Any]:
+    def _queue(self, statement: Statement, params: Params, wants_rows: bool) -> int:
         prepared = self.db.prepared(statement)
+        self.queued.append(self.cursor.mogrify(prepared.sql, prepared.params(params)))
+        self.wants_rows.append(wants_rows)
+        return len(self.queued) - 1
+
+    async def send(self, then: str | None = None) -> None:
+        """Send what is queued (and `then`, e.g. COMMIT), and keep the rows it returned."""
+        if then is not None:
+            self.queued.append(then)
+            self.wants_rows.append(False)
+        if not self.queued:
+            return
+        queued, wants_rows, batch = self.queued, self.wants_rows, self.batch
+        self.queued, self.wants_rows, self.batch = [], [], _Batch()
+        self.began = True
         with _as_sqlalchemy_errors():
-            return await self.conn.execute(prepared.sql, prepared.params(params))
+            await self.cursor.execute(";\n".join(queued))
+            for index, rows in enumerate(wants_rows):
+                if index:
+                    self.cursor.nextset()
+                if rows:
+                    batch.rows[index] = await self.cursor.fetchall()
 
     async def one(self, statement: Statement, **params: Any) -> Any:
-        cursor = await self._run(statement, params)
-        return await cursor.fetchone()
+        return await (await self.start(statement, **params)).one()
 
     async def all(self, statement: Statement, **params: Any) -> list[Any]:
-        cursor = await self._run(statement, params)
-        return await cursor.fetchall()
+        batch, index = self.batch, self._queue(statement, params, wants_rows=True)
+        await self.send()
+        return batch.rows[index]
 
     async def execute(self, statement: Statement, **params: Any) -> None:
-        await self._run(statement, params)
+        self._queue(statement, params, wants_rows=False)
 
     async def start(self, statement: Statement, **params: Any) -> Pending:
-        return _PostgresPending(await self._run(statement, params))
+        batch, index = self.batch, self._queue(statement, params, wants_rows=True)
+        return _BatchedResult(self, batch, index)
 
+    async def commit(self) -> None:
+        await self.send(then="COMMIT")
 
-class _PostgresPending:
-    def __init__(self, cursor: psycopg.AsyncCursor[Any]) -> None:
-        self.cursor = cursor
-
-    async def one(self) -> Any:
-        with _as_sqlalchemy_errors():
-            return await self.cursor.fetchone()
+    async def rollback(self) -> None:
+        self.queued, self.wants_rows = [], []
+        if self.began and not self.conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                await self.conn.execute("ROLLBACK")
 
 
 class PostgresDatabase:
@@ -188,18 +245,24 @@ class PostgresDatabase:
 
     async def one(self, statement: Statement, **params: Any) -> Any:
         async with self._connection() as conn:
-            return await _PostgresTransaction(self, conn).one(statement, **params)
+            cursor = await _run_prepared(conn, self.prepared(statement), params)
+            return await cursor.fetchone()
 
     async def all(self, statement: Statement, **params: Any) -> list[Any]:
         async with self._connection() as conn:
-            return await _PostgresTransaction(self, conn).all(statement, **params)
+            cursor = await _run_prepared(conn, self.prepared(statement), params)
+            return await cursor.fetchall()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self._connection() as conn:
-            with _as_sqlalchemy_errors():
-                async with conn.pipeline(), conn.transaction():
-                    yield _PostgresTransaction(self, conn)
+            tx = _PostgresTransaction(self, conn)
+            try:
+                yield tx
+            except BaseException:
+                await tx.rollback()
+                raise
+            await tx.commit()
 
     async def close(self) -> None:
         await self.pool.close()

@@ -97,7 +97,7 @@ async def issue_certificate(
     settings = runtime.settings
     db = runtime.db
     ttl = timedelta(hours=settings.idempotency_ttl_hours)
-    fingerprint = idempotency.request_fingerprint(body.model_dump())
+    fingerprint = idempotency.request_fingerprint(body.model_dump()) if idempotency_key else ""
     account_id = caller.account_id
     cert: Any = None
     if idempotency_key is not None:
