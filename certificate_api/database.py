@@ -17,12 +17,14 @@ them the same way (409/replay, 503).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol, cast
 
 import anyio.to_thread
 import psycopg
+import psycopg.conninfo
 import psycopg.rows
 import psycopg_pool
 from psycopg.types.json import Json
@@ -196,6 +198,12 @@ class _PostgresTransaction:
 
     async def commit(self) -> None:
         await self.send(then="COMMIT")
+        # A transaction in which a statement failed (an error the caller caught and went
+        # past) answers COMMIT with ROLLBACK: that must not pass for a commit.
+        if self.cursor.statusmessage != "COMMIT":
+            raise sa_exc.OperationalError(
+                "COMMIT", None, psycopg.errors.InFailedSqlTransaction("the transaction rolled back")
+            )
 
     async def rollback(self) -> None:
         self.queued, self.wants_rows = [], []
@@ -209,11 +217,20 @@ class PostgresDatabase:
 
     def __init__(self, url: str, size: int, timeout: float) -> None:
         parsed = make_url(url).set(drivername="postgresql")
+        # Every session in UTC, added to any `options` the URL carries (psycopg's keyword
+        # arguments would replace them).
+        given = parsed.query.get("options") or ()
+        given = (given,) if isinstance(given, str) else given
+        conninfo = psycopg.conninfo.make_conninfo(
+            parsed.difference_update_query(["options"]).render_as_string(hide_password=False),
+            options=" ".join([*given, "-c TimeZone=UTC"]),
+        )
+        self.checking: asyncio.Future[None] | None = None
         self.dialect = sa_psycopg.dialect()  # type: ignore[no-untyped-call]
         self.cache: dict[Statement, _Prepared] = {}
         self.pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] = (
             psycopg_pool.AsyncConnectionPool(
-                parsed.render_as_string(hide_password=False),
+                conninfo,
                 min_size=min(size, 2),  # more are opened as load needs them
                 max_size=size,
                 timeout=timeout,
@@ -221,7 +238,6 @@ class PostgresDatabase:
                 kwargs={
                     "autocommit": True,
                     "row_factory": psycopg.rows.namedtuple_row,
-                    "options": "-c TimeZone=UTC",
                 },
                 name="certificate-api",
             )
@@ -239,9 +255,21 @@ class PostgresDatabase:
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        with _as_sqlalchemy_errors():
-            async with self.pool.connection() as conn:
-                yield conn
+        try:
+            with _as_sqlalchemy_errors():
+                async with self.pool.connection() as conn:
+                    yield conn
+        except sa_exc.OperationalError:
+            # The server may have restarted: have the pool test its idle connections now,
+            # so the requests after this one get live ones (there is no check per checkout).
+            self.checking = self.checking or asyncio.ensure_future(self._check())
+            raise
+
+    async def _check(self) -> None:
+        try:
+            await self.pool.check()
+        finally:
+            self.checking = None
 
     async def one(self, statement: Statement, **params: Any) -> Any:
         async with self._connection() as conn:
@@ -259,10 +287,10 @@ class PostgresDatabase:
             tx = _PostgresTransaction(self, conn)
             try:
                 yield tx
+                await tx.commit()
             except BaseException:
                 await tx.rollback()
                 raise
-            await tx.commit()
 
     async def close(self) -> None:
         await self.pool.close()

@@ -97,11 +97,14 @@ async def issue_certificate(
     settings = runtime.settings
     db = runtime.db
     ttl = timedelta(hours=settings.idempotency_ttl_hours)
-    fingerprint = idempotency.request_fingerprint(body.model_dump()) if idempotency_key else ""
     account_id = caller.account_id
+    # Checked before anything else (a deleted account's token is 401 whatever the body);
+    # storing checks again under a lock, for an account deleted while this request signs.
+    await service.authorize_async(db, caller)
+    fingerprint = ""
     cert: Any = None
     if idempotency_key is not None:
-        await service.authorize_async(db, caller)
+        fingerprint = idempotency.request_fingerprint(body.model_dump())
         cert = await idempotency.replay_async(
             db, account_id, "issue", idempotency_key, fingerprint, ttl
         )

@@ -128,6 +128,17 @@ def test_deleted_accounts_token_is_401(
     assert_problem(certs.get("/api/certificates", headers=customer.auth), 401)
     response = certs.get(f"/api/certificates/{created['id']}", headers=customer.auth)
     assert_problem(response, 401)
+    # 401 before the names, key or validity are checked: a valid request and invalid ones alike.
+    for body in (
+        {"common_name": "a.example.com"},
+        {"common_name": "a.example.com", "validity_days": 100_000},
+        {"common_name": "a.example.com", "csr": "not a CSR"},
+    ):
+        assert_problem(certs.post("/api/certificates", json=body, headers=customer.auth), 401)
+    patch = certs.patch(
+        f"/api/certificates/{created['id']}", json={"is_active": False}, headers=customer.auth
+    )
+    assert_problem(patch, 401)
 
 
 def test_unknown_route_and_method_are_problems(certs: Any, make_customer: Any) -> None:

@@ -48,6 +48,18 @@ def test_same_key_with_another_body_is_422_and_issues_nothing(
     assert certificate_rows(customer.id) == 1
 
 
+def test_an_empty_key_is_a_key_too(
+    certs: Any, make_customer: Any, certificate_rows: Callable[[str], int]
+) -> None:
+    customer: Customer = make_customer()
+    first = post(certs, customer, "", key_type="ed25519")
+    assert first.status_code == 201
+    assert post(certs, customer, "", key_type="ed25519").json()["id"] == first.json()["id"]
+    reused = post(certs, customer, "", common_name="other.example.com")
+    assert ["header", "Idempotency-Key"] in error_locs(reused)
+    assert certificate_rows(customer.id) == 1
+
+
 def test_without_a_key_each_post_issues_anew(
     certs: Any, make_customer: Any, issue: Any, certificate_rows: Callable[[str], int]
 ) -> None:

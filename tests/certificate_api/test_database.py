@@ -1,0 +1,111 @@
+"""The async statement layer on PostgreSQL: commits that are commits, options kept, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, create_engine, func, insert, select, text
+from sqlalchemy import exc as sa_exc
+
+from certificate_api.database import PostgresDatabase
+from schema.db import normalize_url
+from schema.events import WebhookEndpoint
+from tests.conftest import postgres_only
+
+pytestmark = postgres_only
+
+ADD_ENDPOINT = insert(WebhookEndpoint).values(url=bindparam("address"))
+ENDPOINTS = (
+    select(func.count())
+    .select_from(WebhookEndpoint)
+    .where(WebhookEndpoint.url.startswith(bindparam("prefix")))
+)
+
+
+def run(work: Any) -> Any:
+    return asyncio.run(work)
+
+
+def test_a_transaction_whose_statement_failed_does_not_pass_for_committed(
+    database_url: str,
+) -> None:
+    prefix = f"https://{uuid.uuid4().hex}.example/"
+
+    async def work() -> int:
+        db = PostgresDatabase(database_url, size=2, timeout=5)
+        await db.open()
+        try:
+            with pytest.raises(sa_exc.OperationalError):
+                async with db.transaction() as tx:
+                    await tx.execute(ADD_ENDPOINT, address=prefix + "a")
+                    await tx.execute(ADD_ENDPOINT, address=prefix + "a")
+                    # Sending fails on the duplicate; swallowed, the block ends as if all went well.
+                    with contextlib.suppress(sa_exc.IntegrityError):
+                        await tx.one(ENDPOINTS, prefix=prefix)
+            count: int = (await db.one(ENDPOINTS, prefix=prefix))[0]
+            async with db.transaction() as tx:  # the connection is usable afterwards
+                await tx.execute(ADD_ENDPOINT, address=prefix + "b")
+            return count + (await db.one(ENDPOINTS, prefix=prefix))[0]
+        finally:
+            await db.close()
+
+    assert run(work()) == 0 + 1
+
+
+def test_url_options_are_kept_and_sessions_are_in_utc(database_url: str) -> None:
+    async def work() -> tuple[str, str]:
+        db = PostgresDatabase(
+            database_url + "?options=-c%20application_name%3Dtessera-options-test", 1, 5
+        )
+        await db.open()
+        try:
+            async with db.pool.connection() as conn:
+                name = await (await conn.execute("SHOW application_name")).fetchone()
+                zone = await (await conn.execute("SHOW TimeZone")).fetchone()
+            assert name is not None and zone is not None
+            return name[0], zone[0]
+        finally:
+            await db.close()
+
+    assert run(work()) == ("tessera-options-test", "UTC")
+
+
+def test_connections_cut_by_a_restart_are_replaced(database_url: str) -> None:
+    """A restart closes every pooled connection: the request that finds out gets an error
+    (the service answers 503); the pool then tests its idle connections, and the next
+    requests get live ones."""
+    name = f"tessera-restart-{uuid.uuid4().hex[:8]}"
+
+    async def work() -> list[str]:
+        db = PostgresDatabase(database_url + f"?application_name={name}", size=3, timeout=5)
+        await db.open()
+        await db.pool.wait()
+        outcomes = []
+        try:
+            admin = create_engine(normalize_url(database_url), isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                killed = conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE application_name = :name"
+                    ),
+                    {"name": name},
+                ).scalar_one()
+            admin.dispose()
+            assert killed >= 2
+            for _ in range(4):
+                try:
+                    await db.one(ENDPOINTS, prefix="x")
+                    outcomes.append("ok")
+                except sa_exc.OperationalError:
+                    outcomes.append("error")
+                    await asyncio.sleep(0.5)  # the pool's check runs meanwhile
+            return outcomes
+        finally:
+            await db.close()
+
+    assert run(work()) == ["error", "ok", "ok", "ok"]
