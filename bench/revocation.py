@@ -23,12 +23,11 @@ from sqlalchemy import update
 from bench.load import Request, run_wrk
 from bench.seed import Templates, copy_accounts, copy_certificates, vacuum_analyze
 from bench.services import BenchDatabase, Services, default_server
-from certificate_api.certificates.service import revoke as revoke_certificate
 from certificate_api.revocation.service import CrlCache, current_crl, revoked_entries
 from certificate_api.runtime import build_runtime
 from certificate_api.settings import CertificateSettings
 from schema.base import utcnow
-from schema.certificates import Certificate, CrlRevision
+from schema.certificates import Certificate, CrlRevision, bump_crl_revision, mark_revoked
 
 
 def main() -> None:
@@ -95,7 +94,9 @@ async def _run(url: str, count: int) -> None:
             victim = session.query(Certificate).filter(Certificate.revoked_at.is_(None)).first()
             assert victim is not None
             victim_pem = victim.certificate_pem
-            revoke_certificate(session, victim, "keyCompromise", None)
+            mark_revoked(session, victim, "keyCompromise", None, utcnow())
+            bump_crl_revision(session, [victim])
+            session.commit()
             rebuild_ms, rebuilt = timed(lambda: current_crl(session, runtime.ca, cache, validity))
         await runtime.close()
         ocsp_figures = measure_ocsp(url, Path(var), runtime.ca.certificate, victim_pem)

@@ -51,18 +51,6 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-async def get_read_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
-    """A session for routes that only read: autocommit, so no BEGIN and no ROLLBACK."""
-    session = runtime.readers()
-    try:
-        yield session
-    finally:
-        session.close()  # nothing to roll back: returning the connection is not I/O
-
-
-ReadSessionDep = Annotated[Session, Depends(get_read_session)]
-
-
 async def get_caller(
     runtime: RuntimeDep, token: Annotated[str | None, Depends(bearer)]
 ) -> TokenClaims:

@@ -27,7 +27,6 @@ class Runtime:
     settings: CertificateSettings
     engine: Engine
     sessions: sessionmaker[Session]
-    readers: sessionmaker[Session]  # autocommit: for routes that only read
     tokens: VerifiedTokens
     keyring: Keyring
     ca: IssuingCa
@@ -90,7 +89,6 @@ async def build_runtime(settings: CertificateSettings) -> Runtime:
         settings=settings,
         engine=engine,
         sessions=sessions,
-        readers=make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT")),
         tokens=_token_verifier(settings),
         keyring=keyring,
         ca=ca,

@@ -13,13 +13,10 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from certificate_api.certificates import queries
 from certificate_api.database import Database
 from certificate_api.errors import Unprocessable
 from schema.base import utcnow
-from schema.certificates import Certificate, IdempotencyKey
 
 
 def request_fingerprint(body: dict[str, Any]) -> str:
@@ -27,7 +24,7 @@ def request_fingerprint(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _judge(remembered: Any, fingerprint: str, ttl: timedelta) -> datetime | None:
+def judge(remembered: Any, fingerprint: str, ttl: timedelta) -> datetime | None:
     """None when the remembered key applies to this request; the cutoff when it expired.
     A key reused with another request body is a 422."""
     cutoff = utcnow() - ttl
@@ -40,33 +37,7 @@ def _judge(remembered: Any, fingerprint: str, ttl: timedelta) -> datetime | None
     return None
 
 
-def replay(
-    session: Session,
-    account_id: uuid.UUID,
-    operation: str,
-    key: str | None,
-    fingerprint: str,
-    ttl: timedelta,
-) -> Certificate | None:
-    """The certificate a repeated `Idempotency-Key` produced, or None for a new key."""
-    if key is None:
-        return None
-    where = {"account_id": account_id, "operation": operation, "key": key}
-    remembered = session.execute(queries.REMEMBERED, where).first()
-    if remembered is None:
-        return None
-    cutoff = _judge(remembered, fingerprint, ttl)
-    if cutoff is not None:
-        # Committed now, not with the change: the caller may work outside a transaction next.
-        session.execute(queries.FORGET_EXPIRED, {**where, "cutoff": cutoff})
-        session.commit()
-        return None
-    cert = session.get(Certificate, remembered.certificate_id)
-    assert cert is not None
-    return cert
-
-
-async def replay_async(
+async def replay(
     db: Database,
     account_id: uuid.UUID,
     operation: str,
@@ -74,14 +45,15 @@ async def replay_async(
     fingerprint: str,
     ttl: timedelta,
 ) -> Any:
-    """`replay` for async routes: the certificate row (`queries.BY_ID`), or None."""
+    """The certificate (a `queries.BY_ID` row) a repeated `Idempotency-Key` produced, or None
+    for a new key."""
     if key is None:
         return None
     where = {"account_id": account_id, "operation": operation, "key": key}
     remembered = await db.one(queries.REMEMBERED, **where)
     if remembered is None:
         return None
-    cutoff = _judge(remembered, fingerprint, ttl)
+    cutoff = judge(remembered, fingerprint, ttl)
     if cutoff is not None:
         async with db.transaction() as tx:
             await tx.execute(queries.FORGET_EXPIRED, **where, cutoff=cutoff)
@@ -107,21 +79,3 @@ def remembered_values(
         "status_code": status_code,
         "created_at": utcnow(),
     }
-
-
-def remember(
-    session: Session,
-    account_id: uuid.UUID,
-    operation: str,
-    key: str | None,
-    fingerprint: str,
-    cert_id: uuid.UUID,
-    status_code: int,
-) -> None:
-    """Note what a request with this key produced, in the transaction that produced it."""
-    if key is not None:
-        session.add(
-            IdempotencyKey(
-                **remembered_values(account_id, operation, key, fingerprint, cert_id, status_code)
-            )
-        )

@@ -67,6 +67,16 @@ SET_HOLD = (
     )
 )
 
+SET_REVOKED = (
+    update(Certificate)
+    .where(Certificate.id == bindparam("certificate_id"))
+    .values(
+        revoked_at=bindparam("at", type_=Certificate.revoked_at.type),
+        revocation_reason=bindparam("reason", type_=Certificate.revocation_reason.type),
+        updated_at=bindparam("at", type_=Certificate.updated_at.type),
+    )
+)
+
 ACCOUNT = select(Account.role, Account.deleted_at).where(Account.id == bindparam("account_id"))
 
 # Issuing share-locks the account: one deleted meanwhile gets no new certificate.

@@ -23,7 +23,7 @@ from certificate_api.certificates.schemas import (
     RevokeRequest,
     StatusName,
 )
-from certificate_api.deps import Caller, ReadSessionDep, RuntimeDep, SessionDep
+from certificate_api.deps import Caller, RuntimeDep
 from certificate_api.errors import Forbidden, Gone, problems
 from schema.base import rfc3339, utcnow
 from schema.certificates import CertificateFields, Status, status_of
@@ -105,9 +105,7 @@ async def issue_certificate(
     cert: Any = None
     if idempotency_key is not None:
         fingerprint = idempotency.request_fingerprint(body.model_dump())
-        cert = await idempotency.replay_async(
-            db, account_id, "issue", idempotency_key, fingerprint, ttl
-        )
+        cert = await idempotency.replay(db, account_id, "issue", idempotency_key, fingerprint, ttl)
     key_pem: str | None = None
     if cert is None:
         order = issuance.prepare(
@@ -142,7 +140,7 @@ async def issue_certificate(
         has_key = cert.has_private_key
     if key_pem is None and has_key:
         # A replay: the same key as the first reply, unsealed from its row.
-        key_pem = await service.private_key_pem_async(db, runtime.keyring, cert.id)
+        key_pem = await service.private_key_pem(db, runtime.keyring, cert.id)
     created = shape(cert, runtime.ca.chain_pem, has_key)
     created["private_key_pem"] = key_pem
     return reply(created, 201, Location=f"/api/certificates/{cert.id}")
@@ -239,26 +237,25 @@ async def update_certificate(
     summary="Revoke a certificate for good",
     responses=problems(401, 404, 409, 422),
 )
-def revoke_certificate(
+async def revoke_certificate(
     certificate_id: uuid.UUID,
     body: RevokeRequest,
     runtime: RuntimeDep,
-    session: SessionDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Permanent revocation with an RFC 5280 reason; it shows on the next CRL and in OCSP."""
-    fingerprint = idempotency.request_fingerprint({"id": str(certificate_id), **body.model_dump()})
+    fingerprint = ""
+    if idempotency_key is not None:
+        fingerprint = idempotency.request_fingerprint(
+            {"id": str(certificate_id), **body.model_dump()}
+        )
     ttl = timedelta(hours=runtime.settings.idempotency_ttl_hours)
-    account = caller.account_id
-    # The replay check first: it may commit (dropping an expired key), which would release
-    # the row lock taken next. The lock also checks the account (401 once deleted).
-    replayed = idempotency.replay(session, account, "revoke", idempotency_key, fingerprint, ttl)
-    cert, actor = service.get_visible_to(session, certificate_id, caller, for_update=True)
-    if replayed is None:  # a twin request with this key may have committed while we waited
-        replayed = idempotency.replay(session, account, "revoke", idempotency_key, fingerprint, ttl)
-    if replayed is None:
-        cert = service.revoke(session, cert, body.reason, actor, idempotency_key, fingerprint)
+    cert, changed = await service.revoke(
+        runtime.db, certificate_id, caller, body.reason, idempotency_key, fingerprint, ttl
+    )
+    if changed:
+        wake_workers(runtime.engine)
     return reply(shape(cert, runtime.ca.chain_pem))
 
 
@@ -271,17 +268,17 @@ def revoke_certificate(
         **problems(401, 403, 404, 410, 422),
     },
 )
-def get_private_key(
-    certificate_id: uuid.UUID, runtime: RuntimeDep, session: ReadSessionDep, caller: Caller
+async def get_private_key(
+    certificate_id: uuid.UUID, runtime: RuntimeDep, caller: Caller
 ) -> Response:
     """The PKCS#8 key the service made, to its owner only; 410 once destroyed or for a CSR.
     An admin learns whether a key is still held (410 when not) but cannot download it (403)."""
-    cert, actor = service.get_visible_to(session, certificate_id, caller)
+    cert, actor = await service.visible_to(runtime.db, certificate_id, caller)
     if not cert.has_private_key:
         raise Gone("the private key was destroyed or never held (CSR)")
     if cert.account_id != actor.id:
         raise Forbidden("only the certificate's owner can download its private key")
-    pem = service.private_key_pem(session, runtime.keyring, cert)
+    pem = await service.private_key_pem(runtime.db, runtime.keyring, cert.id)
     if pem is None:  # destroyed since the certificate was read
         raise Gone("the private key was destroyed or never held (CSR)")
     return Response(pem, media_type="application/x-pem-file", headers={"Cache-Control": "no-store"})

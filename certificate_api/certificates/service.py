@@ -17,9 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certificate_api.certificates import queries
-from certificate_api.certificates.idempotency import remember, remembered_values, replay_async
+from certificate_api.certificates.idempotency import judge, remembered_values, replay
 from certificate_api.certificates.issuance import Issued, IssueOrder
-from certificate_api.database import Database
+from certificate_api.database import Database, Transaction
 from certificate_api.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from certificate_api.pki.sealing import Keyring, SealedKey, seal, unseal
 from schema.accounts import Account, Role
@@ -27,11 +27,9 @@ from schema.base import utcnow
 from schema.certificates import (
     Certificate,
     Status,
-    bump_crl_revision,
     certificate_event_data,
     crl_slot,
     history_values,
-    mark_revoked,
     status_of,
 )
 from schema.events import EventType, event_values
@@ -143,24 +141,15 @@ async def store_issued(
             if locked is None or locked.deleted_at is not None:
                 raise Unauthorized()  # rolls all of it back
     except IntegrityError:
-        winner = await replay_async(db, account_id, "issue", idempotency_key, fingerprint, ttl)
+        winner = await replay(db, account_id, "issue", idempotency_key, fingerprint, ttl)
         if winner is None:
             raise  # not an idempotency race (a serial collision): let it surface
         return winner, False
     return cert, True
 
 
-def private_key_pem(session: Session, keyring: Keyring, cert: Certificate) -> str | None:
+async def private_key_pem(db: Database, keyring: Keyring, certificate_id: uuid.UUID) -> str | None:
     """The certificate's private key, unsealed, or None when not held."""
-    return _unsealed(
-        keyring, cert.id, session.execute(queries.SEALED_KEY, {"certificate_id": cert.id}).first()
-    )
-
-
-async def private_key_pem_async(
-    db: Database, keyring: Keyring, certificate_id: uuid.UUID
-) -> str | None:
-    """`private_key_pem` for async routes."""
     return _unsealed(
         keyring, certificate_id, await db.one(queries.SEALED_KEY, certificate_id=certificate_id)
     )
@@ -176,48 +165,6 @@ def _unsealed(keyring: Keyring, certificate_id: uuid.UUID, row: Any) -> str | No
 # --- reading --------------------------------------------------------------------------------
 
 
-def get_visible(
-    session: Session, certificate_id: uuid.UUID, actor: Actor, for_update: bool = False
-) -> Certificate:
-    """A certificate the actor may see (owner or admin); anything else is 404."""
-    query = select(Certificate).where(Certificate.id == certificate_id)
-    if not actor.is_admin:
-        query = query.where(Certificate.account_id == actor.id)
-    if for_update:
-        query = query.with_for_update()
-    cert = session.scalars(query).first()
-    if cert is None:
-        raise NotFound("no such certificate")
-    return cert
-
-
-def get_visible_to(
-    session: Session, certificate_id: uuid.UUID, claims: TokenClaims, for_update: bool = False
-) -> tuple[Certificate, Actor]:
-    """`authorize` and `get_visible` in one round trip, for hold and revoke: the certificate
-    row is locked for the change that follows (with `for_update`)."""
-    query = select(Account.role, Account.deleted_at, Certificate)
-    if for_update:  # a row lock cannot sit on the nullable side of an outer join
-        query = (
-            query.select_from(Certificate)
-            .join(Account, Account.id == claims.account_id)
-            .where(Certificate.id == certificate_id)
-            .with_for_update(of=Certificate)
-        )
-    else:
-        query = (
-            query.select_from(Account)
-            .outerjoin(Certificate, Certificate.id == certificate_id)
-            .where(Account.id == claims.account_id)
-        )
-    row = session.execute(query).one_or_none()
-    if row is None and for_update:
-        authorize(session, claims)  # 401 if the account is gone, else the certificate is
-        raise NotFound("no such certificate")
-    cert: Certificate | None = row.Certificate if row is not None else None
-    return cert, _visible(row, cert.account_id if cert is not None else None, claims)  # type: ignore[return-value]
-
-
 async def visible_to(
     db: Database, certificate_id: uuid.UUID, claims: TokenClaims
 ) -> tuple[Any, Actor]:
@@ -225,6 +172,18 @@ async def visible_to(
     one round trip, the hot path of fetch."""
     row = await db.one(queries.VISIBLE, certificate_id=certificate_id, account_id=claims.account_id)
     return row, _visible(row, row.account_id if row is not None else None, claims)
+
+
+async def _lock_visible(
+    tx: Transaction, certificate_id: uuid.UUID, claims: TokenClaims
+) -> tuple[Any, Actor]:
+    """`visible_to` in a transaction, with the certificate row locked for the change."""
+    row = await tx.one(
+        queries.LOCK_VISIBLE, certificate_id=certificate_id, account_id=claims.account_id
+    )
+    if row is None:  # 401 if the account is gone, else the certificate is not there
+        row = await tx.one(queries.ACCOUNT, account_id=claims.account_id)
+    return row, _visible(row, getattr(row, "account_id", None), claims)
 
 
 def _visible(row: Any, owner: uuid.UUID | None, claims: TokenClaims) -> Actor:
@@ -332,12 +291,7 @@ async def set_active(
     has no hold to change: 409 whatever its flag says. Returns the certificate as it is now,
     and whether it changed."""
     async with db.transaction() as tx:
-        row = await tx.one(
-            queries.LOCK_VISIBLE, certificate_id=certificate_id, account_id=claims.account_id
-        )
-        if row is None:  # 401 if the account is gone, else the certificate is not there
-            row = await tx.one(queries.ACCOUNT, account_id=claims.account_id)
-        actor = _visible(row, getattr(row, "account_id", None), claims)
+        row, actor = await _lock_visible(tx, certificate_id, claims)
         now = utcnow()
         before = status_of(row.revoked_at, row.not_after, row.is_active, now)
         if before in (Status.REVOKED, Status.EXPIRED):
@@ -368,22 +322,52 @@ async def set_active(
     return cert, True
 
 
-def revoke(
-    session: Session,
-    cert: Certificate,
+async def revoke(
+    db: Database,
+    certificate_id: uuid.UUID,
+    claims: TokenClaims,
     reason: str,
-    actor: Actor,
-    idempotency_key: str | None = None,
-    fingerprint: str = "",
-) -> Certificate:
-    """Revoke for good (a held certificate too); revoking twice is 409."""
-    now = utcnow()
-    before = cert.status_at(now)
-    if before is Status.REVOKED:
-        session.rollback()
-        raise Conflict("the certificate is already revoked")
-    mark_revoked(session, cert, reason, actor.id, now)
-    remember(session, actor.id, "revoke", idempotency_key, fingerprint, cert.id, 200)
-    bump_crl_revision(session, [cert])
-    session.commit()
-    return cert
+    idempotency_key: str | None,
+    fingerprint: str,
+    ttl: timedelta,
+) -> tuple[Any, bool]:
+    """Revoke for good (a held certificate too); revoking twice is 409. Returns the
+    certificate as it is now, and whether this request revoked it (not a replay)."""
+    account_id = claims.account_id
+    # A replay is looked for first, outside the transaction: it may delete an expired key.
+    if await replay(db, account_id, "revoke", idempotency_key, fingerprint, ttl):
+        row, _actor = await visible_to(db, certificate_id, claims)
+        return row, False
+    async with db.transaction() as tx:
+        row, actor = await _lock_visible(tx, certificate_id, claims)
+        if idempotency_key is not None:  # a twin request may have committed while we waited
+            where = {"account_id": account_id, "operation": "revoke", "key": idempotency_key}
+            twin = await tx.one(queries.REMEMBERED, **where)
+            if twin is not None and judge(twin, fingerprint, ttl) is None:
+                return row, False
+        now = utcnow()
+        before = status_of(row.revoked_at, row.not_after, row.is_active, now)
+        if before is Status.REVOKED:
+            raise Conflict("the certificate is already revoked")
+        changes = {"revoked_at": now, "revocation_reason": reason, "updated_at": now}
+        cert = SimpleNamespace(**{**row._asdict(), **changes})
+        await tx.execute(queries.SET_REVOKED, certificate_id=cert.id, at=now, reason=reason)
+        await tx.execute(
+            queries.INSERT_HISTORY,
+            **history_values(cert, "revoked", before, actor.id, now, reason),
+        )
+        data = certificate_event_data(cert, now)
+        await tx.execute(
+            queries.INSERT_EVENT, **event_values(EventType.CERTIFICATE_REVOKED, cert.id, data)
+        )
+        if idempotency_key is not None:
+            await tx.execute(
+                queries.INSERT_IDEMPOTENCY_KEY,
+                **remembered_values(
+                    account_id, "revoke", idempotency_key, fingerprint, cert.id, 200
+                ),
+            )
+        await tx.execute(
+            queries.BUMP_CRL_REVISION, issuer=cert.issuer_id, counter=crl_slot(cert.id)
+        )
+    return cert, True

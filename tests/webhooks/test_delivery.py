@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from collections import defaultdict
@@ -12,12 +14,11 @@ import pytest
 from sqlalchemy import func, select, update
 from standardwebhooks import Webhook
 
-from certificate_api.certificates import service
-from certificate_api.certificates.service import Actor
+from certificate_api.certificates import queries
+from certificate_api.database import open_database
 from schema.base import utcnow
 from schema.certificates import Certificate, certificate_event_data
-from schema.db import make_sessionmaker
-from schema.events import Event, EventType, record_event
+from schema.events import Event, EventType, event_values
 from tests.webhooks.conftest import World
 from tests.webhooks.receiver import Delivery, Receiver
 
@@ -204,16 +205,34 @@ def test_an_aborted_transaction_produces_no_event(
     cert = world.issue(customer)
     with world.engine.connect() as conn:
         before = conn.execute(select(func.count()).select_from(Event)).scalar_one()
-    with make_sessionmaker(world.engine)() as session:
-        row = service.get_visible(
-            session, uuid.UUID(cert["id"]), Actor(uuid.UUID(customer.id), False), for_update=True
-        )
-        row.is_active = False
-        record_event(
-            session, EventType.CERTIFICATE_DEACTIVATED, row.id, certificate_event_data(row)
-        )
-        session.flush()  # written, as a request would, then the request fails
-        session.rollback()
+
+    async def fail_midway() -> None:
+        """A hold whose request fails after its statements were sent, before the commit."""
+        db = await open_database(world.engine, size=2, timeout=5)
+        certificate_id, now = uuid.UUID(cert["id"]), utcnow()
+        try:
+            with contextlib.suppress(RuntimeError):
+                async with db.transaction() as tx:
+                    await tx.execute(
+                        queries.SET_HOLD,
+                        certificate_id=certificate_id,
+                        active=False,
+                        hold_started=now,
+                        changed_at=now,
+                    )
+                    row = await tx.one(queries.BY_ID, certificate_id=certificate_id)
+                    assert row.is_active is False  # written, as far as this transaction sees
+                    data = certificate_event_data(row, now)
+                    await tx.execute(
+                        queries.INSERT_EVENT,
+                        **event_values(EventType.CERTIFICATE_DEACTIVATED, certificate_id, data),
+                    )
+                    await tx.one(queries.BY_ID, certificate_id=certificate_id)  # sent too
+                    raise RuntimeError("the request fails")
+        finally:
+            await db.close()
+
+    asyncio.run(fail_midway())
     with world.engine.connect() as conn:
         after = conn.execute(select(func.count()).select_from(Event)).scalar_one()
         active = conn.execute(select(Certificate.is_active)).scalar_one()
