@@ -23,9 +23,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol, cast
 
 import anyio.to_thread
+import orjson
 import psycopg
 import psycopg.conninfo
 import psycopg.rows
+import psycopg.types.json
 import psycopg_pool
 from psycopg.types.json import Json
 from sqlalchemy import JSON, Connection, Engine
@@ -212,6 +214,12 @@ class _PostgresTransaction:
                 await self.conn.execute("ROLLBACK")
 
 
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    """JSON columns (DNS names, IP addresses, event payloads) read and written with orjson."""
+    psycopg.types.json.set_json_loads(orjson.loads, conn)
+    psycopg.types.json.set_json_dumps(orjson.dumps, conn)
+
+
 class PostgresDatabase:
     """psycopg's async pool; connections in autocommit, transactions explicit."""
 
@@ -240,6 +248,7 @@ class PostgresDatabase:
                     "row_factory": psycopg.rows.namedtuple_row,
                 },
                 name="certificate-api",
+                configure=_configure,
             )
         )
 

@@ -25,7 +25,7 @@ from certificate_api.certificates.schemas import (
 )
 from certificate_api.deps import Caller, RuntimeDep
 from certificate_api.errors import Forbidden, Gone, problems
-from schema.base import rfc3339, utcnow
+from schema.base import utcnow
 from schema.certificates import CertificateFields, Status, status_of
 from schema.events import wake_workers
 
@@ -42,11 +42,12 @@ IdempotencyKey = Annotated[
 def shape(
     cert: CertificateFields, chain_pem: str, has_private_key: bool | None = None
 ) -> dict[str, Any]:
-    """The contract's certificate object, ready for JSON (ids and times as strings), from an
-    ORM object or a row with the certificate's columns."""
+    """The contract's certificate object, from an ORM object or a row with the certificate's
+    columns. Ids and times stay objects: `reply` writes them (RFC 3339 in UTC, to the second,
+    as the contract shows: `2026-11-23T18:41:30Z`)."""
     return {
-        "id": str(cert.id),
-        "account_id": str(cert.account_id),
+        "id": cert.id,
+        "account_id": cert.account_id,
         "serial_number": cert.serial_number,
         "common_name": cert.common_name,  # type: ignore[attr-defined]
         "dns_names": cert.dns_names,  # type: ignore[attr-defined]
@@ -55,23 +56,33 @@ def shape(
         "is_active": cert.is_active,
         "status": status_of(cert.revoked_at, cert.not_after, cert.is_active, utcnow()).value,
         "revocation_reason": cert.revocation_reason,
-        "not_before": rfc3339(cert.not_before),  # type: ignore[attr-defined]
-        "not_after": rfc3339(cert.not_after),
+        "not_before": cert.not_before,  # type: ignore[attr-defined]
+        "not_after": cert.not_after,
         "certificate_pem": cert.certificate_pem,  # type: ignore[attr-defined]
         "chain_pem": chain_pem,
         "has_private_key": (
             cert.has_private_key if has_private_key is None else has_private_key  # type: ignore[attr-defined]
         ),
-        "created_at": rfc3339(cert.created_at),  # type: ignore[attr-defined]
-        "updated_at": rfc3339(cert.updated_at),  # type: ignore[attr-defined]
+        "created_at": cert.created_at,  # type: ignore[attr-defined]
+        "updated_at": cert.updated_at,  # type: ignore[attr-defined]
     }
 
 
+# UUIDs as strings, datetimes (all UTC) as `2026-11-23T18:41:30Z`: orjson writes them itself.
+_JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
+
+
+def to_json(payload: dict[str, Any]) -> bytes:
+    """A reply body built by us from our own rows: serialized with orjson, without
+    re-validating it against the response model (which documents it in OpenAPI and is
+    checked in tests)."""
+    return orjson.dumps(payload, option=_JSON_OPTIONS)
+
+
 def reply(payload: dict[str, Any], status_code: int = 200, **headers: str) -> Response:
-    """JSON built by us from our own rows: serialized with orjson, without re-validating it
-    against the response model (which documents it in OpenAPI and is checked in tests)."""
+    """A JSON reply (see `to_json`)."""
     return Response(
-        orjson.dumps(payload),
+        to_json(payload),
         status_code=status_code,
         media_type="application/json",
         headers=headers or None,
@@ -185,7 +196,7 @@ async def get_certificate(
             cert.certificate_pem + runtime.ca.chain_pem, media_type=PEM_CHAIN, headers=headers
         )
     return Response(
-        orjson.dumps(shape(cert, runtime.ca.chain_pem)),
+        to_json(shape(cert, runtime.ca.chain_pem)),
         media_type="application/json",
         headers=headers,
     )
