@@ -12,11 +12,11 @@ from urllib.parse import unquote
 from cryptography.x509 import ocsp
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from certificate_api.deps import RuntimeDep, SessionDep
 from certificate_api.pki import revocation as pki
 from certificate_api.revocation import service
+from certificate_api.runtime import Runtime
 
 router = APIRouter(tags=["revocation"])
 OCSP_RESPONSE = "application/ocsp-response"
@@ -55,9 +55,11 @@ def get_crl(
     return Response(crl.der, media_type="application/pkix-crl", headers=headers)
 
 
-def _answer(runtime: RuntimeDep, session: SessionDep, der: bytes) -> Response:
+async def _answer(runtime: Runtime, der: bytes) -> Response:
     validity = timedelta(hours=runtime.settings.ocsp_validity_hours)
-    body = service.ocsp_response(session, runtime.ca, runtime.responder, der, validity)
+    body = await service.ocsp_response(
+        runtime.db, runtime.sessions, runtime.ca, runtime.responder, der, validity
+    )
     return Response(body, media_type=OCSP_RESPONSE, headers={"Cache-Control": NO_CACHE})
 
 
@@ -83,11 +85,10 @@ OCSP_DOC: dict[int | str, dict[str, Any]] = {
         }
     },
 )
-async def ocsp_post(request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
+async def ocsp_post(request: Request, runtime: RuntimeDep) -> Response:
     """Send a DER `OCSPRequest` as `application/ocsp-request`; the answer is good, revoked
     (holds say `certificateHold`) or unknown, signed by the delegated responder."""
-    der = await request.body()
-    return await _in_thread(runtime, session, der)
+    return await _answer(runtime, await request.body())
 
 
 @router.get(
@@ -96,7 +97,7 @@ async def ocsp_post(request: Request, runtime: RuntimeDep, session: SessionDep) 
     response_class=Response,
     responses=OCSP_DOC,
 )
-async def ocsp_get(encoded: str, runtime: RuntimeDep, session: SessionDep) -> Response:
+async def ocsp_get(encoded: str, runtime: RuntimeDep) -> Response:
     """The GET form: the DER request, base64 and then URL-encoded, as the last path segment."""
     text = unquote(encoded).strip()
     altchars = b"-_" if "-" in text or "_" in text else None  # tolerate base64url too
@@ -108,9 +109,4 @@ async def ocsp_get(encoded: str, runtime: RuntimeDep, session: SessionDep) -> Re
             media_type=OCSP_RESPONSE,
             headers={"Cache-Control": NO_CACHE},
         )
-    return await _in_thread(runtime, session, der)
-
-
-async def _in_thread(runtime: RuntimeDep, session: SessionDep, der: bytes) -> Response:
-    """Lookup and signing block: keep them off the event loop."""
-    return await run_in_threadpool(_answer, runtime, session, der)
+    return await _answer(runtime, der)

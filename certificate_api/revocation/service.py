@@ -15,18 +15,22 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+import anyio.to_thread
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
-from sqlalchemy import func, not_, or_, select, update
+from sqlalchemy import bindparam, func, not_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from certificate_api.authority.service import IssuingCa, unseal_key
+from certificate_api.database import Database
 from certificate_api.pki import revocation as pki
 from certificate_api.pki.ca import Issuer, load_signer
 from certificate_api.pki.keys import KeyType, private_key_to_pem
@@ -252,10 +256,17 @@ class ResponderKeeper:
         self.current: Issuer | None = None
         self.lock = threading.Lock()
 
-    def get(self, session: Session, ca: IssuingCa) -> Issuer:
-        """A responder valid for well beyond now."""
+    def ready(self, ca: IssuingCa) -> Issuer | None:
+        """The responder this process holds, unless it has none yet or it is due."""
         current = self.current
         if current is not None and not self._due(current, ca):
+            return current
+        return None
+
+    def get(self, session: Session, ca: IssuingCa) -> Issuer:
+        """A responder valid for well beyond now."""
+        current = self.ready(ca)
+        if current is not None:
             return current
         with self.lock:
             current = self.current
@@ -318,32 +329,45 @@ class ResponderKeeper:
         return responder
 
 
-def certificate_status(session: Session, issuer_id: uuid.UUID, serial: int) -> pki.CertStatus:
-    """good, revoked (a hold is revoked with certificateHold) or unknown."""
-    row = session.execute(
-        select(
-            Certificate.revoked_at,
-            Certificate.revocation_reason,
-            Certificate.is_active,
-            Certificate.held_at,
-        ).where(
-            Certificate.serial_number == format(serial, "x"), Certificate.issuer_id == issuer_id
-        )
-    ).one_or_none()
+# What OCSP needs of a certificate, by the issuer and serial a request names.
+STATUS = select(
+    Certificate.revoked_at,
+    Certificate.revocation_reason,
+    Certificate.is_active,
+    Certificate.held_at,
+).where(
+    Certificate.serial_number == bindparam("serial_number"),
+    Certificate.issuer_id == bindparam("issuer_id"),
+)
+
+
+def certificate_status(row: Any) -> pki.CertStatus:
+    """good, revoked (a hold is revoked with certificateHold), or unknown (no row)."""
     if row is None:
         return pki.CertStatus(ocsp.OCSPCertStatus.UNKNOWN)
-    revoked_at, reason, is_active, held_at = row
-    if revoked_at is not None:
-        return pki.CertStatus(ocsp.OCSPCertStatus.REVOKED, revoked_at, reason or "unspecified")
-    if not is_active:
-        return pki.CertStatus(ocsp.OCSPCertStatus.REVOKED, held_at or utcnow(), "certificateHold")
+    if row.revoked_at is not None:
+        reason = row.revocation_reason or "unspecified"
+        return pki.CertStatus(ocsp.OCSPCertStatus.REVOKED, row.revoked_at, reason)
+    if not row.is_active:
+        held_at = row.held_at or utcnow()
+        return pki.CertStatus(ocsp.OCSPCertStatus.REVOKED, held_at, "certificateHold")
     return pki.CertStatus(ocsp.OCSPCertStatus.GOOD)
 
 
-def ocsp_response(
-    session: Session, ca: IssuingCa, keeper: ResponderKeeper, der: bytes, validity: timedelta
+async def ocsp_response(
+    db: Database,
+    sessions: Callable[[], Session],
+    ca: IssuingCa,
+    keeper: ResponderKeeper,
+    der: bytes,
+    validity: timedelta,
 ) -> bytes:
-    """The DER OCSPResponse for a DER OCSPRequest; never raises for what a client sent."""
+    """The DER OCSPResponse for a DER OCSPRequest; never raises for what a client sent.
+
+    One query; the signature (a P-256 responder key by default) takes a fraction of a
+    millisecond and is made on the event loop. Loading or renewing the responder
+    certificate, which happens once per process and then every few weeks, runs in a thread.
+    """
     try:
         question = pki.parse_request(der)
     except pki.OcspMalformed:
@@ -351,11 +375,17 @@ def ocsp_response(
     if not pki.asks_about(question, ca.certificate):
         # Not a certificate of this CA: we are not authoritative (RFC 5019 §2.2.3).
         return pki.refuse(ocsp.OCSPResponseStatus.UNAUTHORIZED)
-    answer = certificate_status(session, ca.id, question.serial)
-    responder = keeper.get(session, ca)
-    session.rollback()
+    row = await db.one(STATUS, serial_number=format(question.serial, "x"), issuer_id=ca.id)
+    responder = keeper.ready(ca)
+    if responder is None:
+
+        def load() -> Issuer:
+            with sessions() as session:
+                return keeper.get(session, ca)
+
+        responder = await anyio.to_thread.run_sync(load)
     now = utcnow().replace(microsecond=0)
-    return pki.respond(question, answer, responder, now, now + validity)
+    return pki.respond(question, certificate_status(row), responder, now, now + validity)
 
 
 __all__ = [
