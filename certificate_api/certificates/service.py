@@ -119,24 +119,10 @@ async def store_issued(
                     ciphertext=sealed.ciphertext,
                     created_at=now,
                 )
-            await tx.execute(
-                queries.INSERT_HISTORY, **history_values(cert, "issued", None, account_id, now)
-            )
-            data = certificate_event_data(cert, now)
-            await tx.execute(
-                queries.INSERT_EVENT, **event_values(EventType.CERTIFICATE_CREATED, cert.id, data)
-            )
-            if idempotency_key is not None:
-                await tx.execute(
-                    queries.INSERT_IDEMPOTENCY_KEY,
-                    **remembered_values(
-                        account_id, "issue", idempotency_key, fingerprint, issued.id, 201
-                    ),
-                )
-            if not order.is_active:  # issued on hold: it belongs on the CRL
-                await tx.execute(
-                    queries.BUMP_CRL_REVISION, issuer=issued.issuer_id, counter=crl_slot(issued.id)
-                )
+            await _remember(tx, account_id, "issue", idempotency_key, fingerprint, cert.id, 201)
+            # Issued on hold, it belongs on the CRL.
+            created = ("issued", EventType.CERTIFICATE_CREATED)
+            await _record(tx, cert, created, None, account_id, now, on_crl=not order.is_active)
             locked = await account.one()
             if locked is None or locked.deleted_at is not None:
                 raise Unauthorized()  # rolls all of it back
@@ -309,16 +295,10 @@ async def set_active(
             hold_started=held_at,
             changed_at=now,
         )
-        action, reason = ("released", None) if active else ("held", "certificateHold")
-        await tx.execute(
-            queries.INSERT_HISTORY, **history_values(cert, action, before, actor.id, now, reason)
-        )
-        event = EventType.CERTIFICATE_ACTIVATED if active else EventType.CERTIFICATE_DEACTIVATED
-        data = certificate_event_data(cert, now)
-        await tx.execute(queries.INSERT_EVENT, **event_values(event, cert.id, data))
-        await tx.execute(
-            queries.BUMP_CRL_REVISION, issuer=cert.issuer_id, counter=crl_slot(cert.id)
-        )
+        if active:
+            await _record(tx, cert, RELEASED, before, actor.id, now)
+        else:
+            await _record(tx, cert, HELD, before, actor.id, now, "certificateHold")
     return cert, True
 
 
@@ -352,22 +332,51 @@ async def revoke(
         changes = {"revoked_at": now, "revocation_reason": reason, "updated_at": now}
         cert = SimpleNamespace(**{**row._asdict(), **changes})
         await tx.execute(queries.SET_REVOKED, certificate_id=cert.id, at=now, reason=reason)
-        await tx.execute(
-            queries.INSERT_HISTORY,
-            **history_values(cert, "revoked", before, actor.id, now, reason),
-        )
-        data = certificate_event_data(cert, now)
-        await tx.execute(
-            queries.INSERT_EVENT, **event_values(EventType.CERTIFICATE_REVOKED, cert.id, data)
-        )
-        if idempotency_key is not None:
-            await tx.execute(
-                queries.INSERT_IDEMPOTENCY_KEY,
-                **remembered_values(
-                    account_id, "revoke", idempotency_key, fingerprint, cert.id, 200
-                ),
-            )
-        await tx.execute(
-            queries.BUMP_CRL_REVISION, issuer=cert.issuer_id, counter=crl_slot(cert.id)
-        )
+        await _remember(tx, account_id, "revoke", idempotency_key, fingerprint, cert.id, 200)
+        await _record(tx, cert, REVOKED, before, actor.id, now, reason)
     return cert, True
+
+
+# A change: its history action and its event type.
+RELEASED = ("released", EventType.CERTIFICATE_ACTIVATED)
+HELD = ("held", EventType.CERTIFICATE_DEACTIVATED)
+REVOKED = ("revoked", EventType.CERTIFICATE_REVOKED)
+
+
+async def _record(
+    tx: Transaction,
+    cert: Any,
+    change: tuple[str, EventType],
+    before: Status | None,
+    actor_id: uuid.UUID,
+    now: datetime,
+    reason: str | None = None,
+    on_crl: bool = True,
+) -> None:
+    """What every change writes in its transaction: the history row, the event, and, when
+    the CRL changes with it, the bump of the issuer's CRL revision (last: it locks a slot)."""
+    action, event = change
+    history = history_values(cert, action, before, actor_id, now, reason)
+    await tx.execute(queries.INSERT_HISTORY, **history)
+    data = certificate_event_data(cert, now)
+    await tx.execute(queries.INSERT_EVENT, **event_values(event, cert.id, data))
+    if on_crl:
+        slot = crl_slot(cert.id)
+        await tx.execute(queries.BUMP_CRL_REVISION, issuer=cert.issuer_id, counter=slot)
+
+
+async def _remember(
+    tx: Transaction,
+    account_id: uuid.UUID,
+    operation: str,
+    key: str | None,
+    fingerprint: str,
+    certificate_id: uuid.UUID,
+    status_code: int,
+) -> None:
+    """Note what a request with this Idempotency-Key produced, in its transaction."""
+    if key is not None:
+        values = remembered_values(
+            account_id, operation, key, fingerprint, certificate_id, status_code
+        )
+        await tx.execute(queries.INSERT_IDEMPOTENCY_KEY, **values)
