@@ -215,9 +215,14 @@ class _PostgresTransaction:
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    """JSON columns (DNS names, IP addresses, event payloads) read and written with orjson."""
+    """Times in UTC, and JSON columns (DNS names, IP addresses, event payloads) read and
+    written with orjson."""
     psycopg.types.json.set_json_loads(orjson.loads, conn)
     psycopg.types.json.set_json_dumps(orjson.dumps, conn)
+    # Replies write times as they come (`Z` only for UTC): should the `options` startup
+    # parameter not have reached the server (a pooler may drop it), set the zone here.
+    if conn.info.parameter_status("TimeZone") != "UTC":
+        await conn.execute("SET TIME ZONE 'UTC'")
 
 
 class PostgresDatabase:

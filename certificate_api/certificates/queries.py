@@ -67,9 +67,12 @@ SET_HOLD = (
     )
 )
 
+# Only a certificate not revoked yet: on SQLite, where FOR UPDATE does not exist, two
+# concurrent revocations both read "not revoked", and this is what tells the second.
 SET_REVOKED = (
     update(Certificate)
-    .where(Certificate.id == bindparam("certificate_id"))
+    .where(Certificate.id == bindparam("certificate_id"), Certificate.revoked_at.is_(None))
+    .returning(Certificate.id)
     .values(
         revoked_at=bindparam("at", type_=Certificate.revoked_at.type),
         revocation_reason=bindparam("reason", type_=Certificate.revocation_reason.type),

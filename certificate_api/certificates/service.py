@@ -318,22 +318,34 @@ async def revoke(
     if await replay(db, account_id, "revoke", idempotency_key, fingerprint, ttl):
         row, _actor = await visible_to(db, certificate_id, claims)
         return row, False
-    async with db.transaction() as tx:
-        row, actor = await _lock_visible(tx, certificate_id, claims)
-        if idempotency_key is not None:  # a twin request may have committed while we waited
-            where = {"account_id": account_id, "operation": "revoke", "key": idempotency_key}
-            twin = await tx.one(queries.REMEMBERED, **where)
-            if twin is not None and judge(twin, fingerprint, ttl) is None:
-                return row, False
-        now = utcnow()
-        before = status_of(row.revoked_at, row.not_after, row.is_active, now)
-        if before is Status.REVOKED:
-            raise Conflict("the certificate is already revoked")
-        changes = {"revoked_at": now, "revocation_reason": reason, "updated_at": now}
-        cert = SimpleNamespace(**{**row._asdict(), **changes})
-        await tx.execute(queries.SET_REVOKED, certificate_id=cert.id, at=now, reason=reason)
-        await _remember(tx, account_id, "revoke", idempotency_key, fingerprint, cert.id, 200)
-        await _record(tx, cert, REVOKED, before, actor.id, now, reason)
+    try:
+        async with db.transaction() as tx:
+            row, actor = await _lock_visible(tx, certificate_id, claims)
+            if idempotency_key is not None:  # a twin may have committed while we waited
+                where = {"account_id": account_id, "operation": "revoke", "key": idempotency_key}
+                twin = await tx.one(queries.REMEMBERED, **where)
+                if twin is not None and judge(twin, fingerprint, ttl) is None:
+                    return row, False
+            now = utcnow()
+            before = status_of(row.revoked_at, row.not_after, row.is_active, now)
+            if before is Status.REVOKED:
+                raise Conflict("the certificate is already revoked")
+            changes = {"revoked_at": now, "revocation_reason": reason, "updated_at": now}
+            cert = SimpleNamespace(**{**row._asdict(), **changes})
+            updated = await tx.start(
+                queries.SET_REVOKED, certificate_id=cert.id, at=now, reason=reason
+            )
+            await _remember(tx, account_id, "revoke", idempotency_key, fingerprint, cert.id, 200)
+            await _record(tx, cert, REVOKED, before, actor.id, now, reason)
+            if await updated.one() is None:  # revoked by a concurrent request (SQLite)
+                raise Conflict("the certificate is already revoked")
+    except (IntegrityError, Conflict):
+        # A twin with the same Idempotency-Key got there first: its answer is ours (or 422
+        # if the key came with another request).
+        if await replay(db, account_id, "revoke", idempotency_key, fingerprint, ttl):
+            row, _actor = await visible_to(db, certificate_id, claims)
+            return row, False
+        raise
     return cert, True
 
 

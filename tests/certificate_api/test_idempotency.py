@@ -9,10 +9,11 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from schema.base import utcnow
-from schema.certificates import IdempotencyKey
+from schema.certificates import CertificateHistory, IdempotencyKey
+from schema.events import Event
 from tests.certificate_api.conftest import error_locs
 from tests.conftest import Customer, LiveServices
 
@@ -123,39 +124,104 @@ def test_revoke_with_the_same_key_replays_and_another_body_is_422(
     )
 
 
-def test_concurrent_retries_against_the_real_server_issue_once(
-    live: LiveServices, make_customer: Any, certificate_rows: Callable[[str], int]
-) -> None:
-    customer: Customer = make_customer()
-    key = str(uuid.uuid4())
-    body = {"common_name": "concurrent.example.com", "key_type": "rsa-2048"}
-    headers = {**customer.auth, "Idempotency-Key": key}
-    start = threading.Barrier(10)
+def at_once(
+    url: str, posts: list[tuple[str, dict[str, Any]]], headers: dict[str, str]
+) -> list[httpx.Response]:
+    """Send these POSTs (path, body) to the live server at the same moment, a thread each."""
+    start = threading.Barrier(len(posts))
     responses: list[httpx.Response] = []
     failures: list[BaseException] = []
     lock = threading.Lock()
 
-    def send() -> None:
+    def send(path: str, body: dict[str, Any]) -> None:
         try:
-            with httpx.Client(base_url=live.certificate_url, timeout=60) as client:
+            with httpx.Client(base_url=url, timeout=60) as client:
                 start.wait(timeout=30)
-                response = client.post("/api/certificates", json=body, headers=headers)
+                response = client.post(path, json=body, headers=headers)
             with lock:
                 responses.append(response)
         except BaseException as exc:
             with lock:
                 failures.append(exc)
 
-    threads = [threading.Thread(target=send) for _ in range(10)]
+    threads = [threading.Thread(target=send, args=post) for post in posts]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
     assert failures == []
+    return responses
+
+
+def test_concurrent_retries_against_the_real_server_issue_once(
+    live: LiveServices, make_customer: Any, certificate_rows: Callable[[str], int]
+) -> None:
+    customer: Customer = make_customer()
+    headers = {**customer.auth, "Idempotency-Key": str(uuid.uuid4())}
+    body = {"common_name": "concurrent.example.com", "key_type": "rsa-2048"}
+    responses = at_once(live.certificate_url, [("/api/certificates", body)] * 10, headers)
     assert [r.status_code for r in responses] == [201] * 10, [r.text for r in responses]
     assert len({r.json()["id"] for r in responses}) == 1
     assert len({r.json()["private_key_pem"] for r in responses}) == 1
     assert certificate_rows(customer.id) == 1
+
+
+def changes_recorded(engine: Any, certificate_id: str, action: str) -> tuple[int, int]:
+    """History rows with this action, and events about the certificate, so far."""
+    subject = uuid.UUID(certificate_id)
+    with engine.connect() as conn:
+        history = conn.execute(
+            select(func.count())
+            .select_from(CertificateHistory)
+            .where(
+                CertificateHistory.certificate_id == subject, CertificateHistory.action == action
+            )
+        ).scalar_one()
+        events = conn.execute(
+            select(func.count()).select_from(Event).where(Event.subject_id == subject)
+        ).scalar_one()
+    return history, events
+
+
+def test_concurrent_revocations_revoke_once(
+    live: LiveServices, make_customer: Any, issue: Any, engine: Any
+) -> None:
+    customer: Customer = make_customer()
+    cert = issue(customer)
+    path = f"/api/certificates/{cert['id']}/revoke"
+    responses = at_once(
+        live.certificate_url, [(path, {"reason": "keyCompromise"})] * 8, customer.auth
+    )
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 7, [
+        r.text for r in responses
+    ]
+    assert changes_recorded(engine, cert["id"], "revoked") == (1, 2)  # created, revoked
+
+
+def test_concurrent_revocations_with_one_key_answer_alike(
+    live: LiveServices, make_customer: Any, issue: Any, engine: Any
+) -> None:
+    customer: Customer = make_customer()
+    cert = issue(customer)
+    headers = {**customer.auth, "Idempotency-Key": str(uuid.uuid4())}
+    path = f"/api/certificates/{cert['id']}/revoke"
+    responses = at_once(live.certificate_url, [(path, {"reason": "superseded"})] * 8, headers)
+    assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
+    assert len({r.content for r in responses}) == 1
+    assert changes_recorded(engine, cert["id"], "revoked") == (1, 2)
+
+
+def test_one_key_on_two_certificates_at_once_is_422_for_the_second(
+    live: LiveServices, make_customer: Any, issue: Any
+) -> None:
+    customer: Customer = make_customer()
+    first, second = issue(customer), issue(customer)
+    headers = {**customer.auth, "Idempotency-Key": str(uuid.uuid4())}
+    posts = [
+        (f"/api/certificates/{c['id']}/revoke", {"reason": "superseded"}) for c in (first, second)
+    ]
+    responses = at_once(live.certificate_url, posts, headers)
+    assert sorted(r.status_code for r in responses) == [200, 422], [r.text for r in responses]
 
 
 def test_overlong_idempotency_key_is_422(
