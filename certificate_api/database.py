@@ -1,12 +1,14 @@
-"""Async database access for the hot routes: SQLAlchemy Core statements, run without the ORM.
+"""Async database access for the certificate and OCSP routes: SQLAlchemy Core statements,
+run without the ORM.
 
 The statements are defined once, with `bindparam` placeholders, from the same tables as the
 rest of the product (`schema/`). How they run depends on the backend:
 
 - PostgreSQL: compiled once per statement for psycopg and executed on a psycopg
-  `AsyncConnectionPool`, straight from the event loop. No thread hop, no ORM unit of work,
-  no SQLAlchemy connection pool: a fetch costs about a third of the CPU it did through a
-  sync ORM session in a thread (docs/performance.md).
+  `AsyncConnectionPool`, straight from the event loop; transactions go in batches (see
+  `Transaction`). No thread hop, no ORM unit of work, no SQLAlchemy connection pool: a
+  fetch costs about a third of the CPU it did through a sync ORM session in a thread
+  (docs/performance.md).
 - SQLite (the development default): executed by SQLAlchemy on the sync engine, in a thread.
 
 Either way a route sees rows with attribute access (`row.serial_number`) and the same Python
@@ -41,13 +43,6 @@ Params = Mapping[str, Any]
 Statement = Executable  # a Core select, insert, update or delete
 
 
-class Row(Protocol):
-    """A result row: columns by attribute (and by index)."""
-
-    def __getattr__(self, name: str) -> Any: ...
-    def __getitem__(self, index: int) -> Any: ...
-
-
 class Pending(Protocol):
     """A statement sent, whose result is read later."""
 
@@ -57,11 +52,12 @@ class Pending(Protocol):
 class Transaction(Protocol):
     """Statements run in one transaction, committed when the block ends without error.
 
-    On PostgreSQL the statements are pipelined: `execute` and `start` send without waiting,
-    and the client waits only when it reads a result (`one`, `all`, `Pending.one`) and at
+    On PostgreSQL the statements are queued: `execute` and `start` send nothing, and the
+    queue goes as one message when a result is read (`one`, `all`, `Pending.one`) and at
     commit. A transaction of several statements costs one or two round trips, not one per
-    statement. An error (a constraint, say) may therefore surface at the next read or at
-    the commit instead of at its own statement; either way the transaction rolls back.
+    statement. An error (a constraint, say) therefore surfaces at the next read or at the
+    commit instead of at its own statement; either way the transaction rolls back. On
+    SQLite each statement runs when it is called.
     """
 
     async def one(self, statement: Statement, **params: Any) -> Any: ...

@@ -57,9 +57,16 @@ LOCK_VISIBLE = (
     .with_for_update(of=Certificate)
 )
 
+# Only a change, of a certificate not revoked: on SQLite, where FOR UPDATE does not exist,
+# two concurrent requests may both read the old state, and this is what tells the second.
 SET_HOLD = (
     update(Certificate)
-    .where(Certificate.id == bindparam("certificate_id"))
+    .where(
+        Certificate.id == bindparam("certificate_id"),
+        Certificate.is_active != bindparam("active", type_=Certificate.is_active.type),
+        Certificate.revoked_at.is_(None),
+    )
+    .returning(Certificate.id)
     .values(
         is_active=bindparam("active", type_=Certificate.is_active.type),
         held_at=bindparam("hold_started", type_=Certificate.held_at.type),
@@ -67,8 +74,7 @@ SET_HOLD = (
     )
 )
 
-# Only a certificate not revoked yet: on SQLite, where FOR UPDATE does not exist, two
-# concurrent revocations both read "not revoked", and this is what tells the second.
+# Only a certificate not revoked yet (the same reason).
 SET_REVOKED = (
     update(Certificate)
     .where(Certificate.id == bindparam("certificate_id"), Certificate.revoked_at.is_(None))

@@ -276,30 +276,40 @@ async def set_active(
     """Hold (false) or release (true); no change, no event. A revoked or expired certificate
     has no hold to change: 409 whatever its flag says. Returns the certificate as it is now,
     and whether it changed."""
-    async with db.transaction() as tx:
-        row, actor = await _lock_visible(tx, certificate_id, claims)
-        now = utcnow()
-        before = status_of(row.revoked_at, row.not_after, row.is_active, now)
-        if before in (Status.REVOKED, Status.EXPIRED):
-            verb = "activated" if active else "deactivated"
-            raise Conflict(f"a {before.value} certificate cannot be {verb}")
-        if row.is_active == active:
-            return row, False
-        held_at = None if active else now
-        changes = {"is_active": active, "held_at": held_at, "updated_at": now}
-        cert = SimpleNamespace(**{**row._asdict(), **changes})
-        await tx.execute(
-            queries.SET_HOLD,
-            certificate_id=cert.id,
-            active=active,
-            hold_started=held_at,
-            changed_at=now,
-        )
-        if active:
-            await _record(tx, cert, RELEASED, before, actor.id, now)
-        else:
-            await _record(tx, cert, HELD, before, actor.id, now, "certificateHold")
+    try:
+        async with db.transaction() as tx:
+            row, actor = await _lock_visible(tx, certificate_id, claims)
+            now = utcnow()
+            before = status_of(row.revoked_at, row.not_after, row.is_active, now)
+            if before in (Status.REVOKED, Status.EXPIRED):
+                verb = "activated" if active else "deactivated"
+                raise Conflict(f"a {before.value} certificate cannot be {verb}")
+            if row.is_active == active:
+                return row, False
+            held_at = None if active else now
+            changes = {"is_active": active, "held_at": held_at, "updated_at": now}
+            cert = SimpleNamespace(**{**row._asdict(), **changes})
+            updated = await tx.start(
+                queries.SET_HOLD,
+                certificate_id=cert.id,
+                active=active,
+                hold_started=held_at,
+                changed_at=now,
+            )
+            if active:
+                await _record(tx, cert, RELEASED, before, actor.id, now)
+            else:
+                await _record(tx, cert, HELD, before, actor.id, now, "certificateHold")
+            if await updated.one() is None:
+                raise _Overtaken  # a concurrent request changed it first (SQLite): undo ours
+    except _Overtaken:
+        # Its change is the answer: as if this request had come second, as it did.
+        return await set_active(db, certificate_id, claims, active)
     return cert, True
+
+
+class _Overtaken(Exception):
+    """A concurrent request made the change this transaction was about to make."""
 
 
 async def revoke(
@@ -325,7 +335,8 @@ async def revoke(
                 where = {"account_id": account_id, "operation": "revoke", "key": idempotency_key}
                 twin = await tx.one(queries.REMEMBERED, **where)
                 if twin is not None and judge(twin, fingerprint, ttl) is None:
-                    return row, False
+                    # Read again: without row locks (SQLite) `row` may predate the twin.
+                    return await tx.one(queries.BY_ID, certificate_id=certificate_id), False
             now = utcnow()
             before = status_of(row.revoked_at, row.not_after, row.is_active, now)
             if before is Status.REVOKED:

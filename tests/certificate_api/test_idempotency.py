@@ -125,9 +125,9 @@ def test_revoke_with_the_same_key_replays_and_another_body_is_422(
 
 
 def at_once(
-    url: str, posts: list[tuple[str, dict[str, Any]]], headers: dict[str, str]
+    url: str, posts: list[tuple[str, dict[str, Any]]], headers: dict[str, str], method: str = "POST"
 ) -> list[httpx.Response]:
-    """Send these POSTs (path, body) to the live server at the same moment, a thread each."""
+    """Send these requests (path, body) to the live server at the same moment, a thread each."""
     start = threading.Barrier(len(posts))
     responses: list[httpx.Response] = []
     failures: list[BaseException] = []
@@ -137,7 +137,7 @@ def at_once(
         try:
             with httpx.Client(base_url=url, timeout=60) as client:
                 start.wait(timeout=30)
-                response = client.post(path, json=body, headers=headers)
+                response = client.request(method, path, json=body, headers=headers)
             with lock:
                 responses.append(response)
         except BaseException as exc:
@@ -196,6 +196,19 @@ def test_concurrent_revocations_revoke_once(
         r.text for r in responses
     ]
     assert changes_recorded(engine, cert["id"], "revoked") == (1, 2)  # created, revoked
+
+
+def test_concurrent_holds_hold_once(
+    live: LiveServices, make_customer: Any, issue: Any, engine: Any
+) -> None:
+    customer: Customer = make_customer()
+    cert = issue(customer)
+    path = f"/api/certificates/{cert['id']}"
+    holds = [(path, {"is_active": False})] * 8
+    responses = at_once(live.certificate_url, holds, customer.auth, method="PATCH")
+    assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
+    assert {r.json()["status"] for r in responses} == {"inactive"}
+    assert changes_recorded(engine, cert["id"], "held") == (1, 2)  # created, deactivated
 
 
 def test_concurrent_revocations_with_one_key_answer_alike(
