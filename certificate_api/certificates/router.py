@@ -111,7 +111,7 @@ async def issue_certificate(
     account_id = caller.account_id
     # Checked before anything else (a deleted account's token is 401 whatever the body);
     # storing checks again under a lock, for an account deleted while this request signs.
-    await service.authorize_async(db, caller)
+    await service.authorize(db, caller)
     fingerprint = ""
     cert: Any = None
     if idempotency_key is not None:
@@ -215,7 +215,7 @@ async def list_certificates(
     account_id: Annotated[uuid.UUID | None, Query(description="admins: one account")] = None,
 ) -> Response:
     """Your certificates (admins: anyone's), newest first, a page at a time."""
-    actor = await service.authorize_async(runtime.db, caller)
+    actor = await service.authorize(runtime.db, caller)
     rows, next_cursor = await service.list_page(
         runtime.db, actor, account_id, active, Status(status) if status else None, cursor, limit
     )

@@ -14,7 +14,6 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Select, and_, bindparam, not_, select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from certificate_api.certificates import queries
 from certificate_api.certificates.idempotency import judge, remembered_values, replay
@@ -22,7 +21,7 @@ from certificate_api.certificates.issuance import Issued, IssueOrder
 from certificate_api.database import Database, Transaction
 from certificate_api.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from certificate_api.pki.sealing import Keyring, SealedKey, seal, unseal
-from schema.accounts import Account, Role
+from schema.accounts import Role
 from schema.base import utcnow
 from schema.certificates import (
     Certificate,
@@ -43,22 +42,9 @@ class Actor:
     id: uuid.UUID
     is_admin: bool
 
-    @classmethod
-    def of(cls, account: Account) -> Actor:
-        """The actor for an account row."""
-        return cls(account.id, account.role is Role.ADMIN)
 
-
-def authorize(session: Session, claims: TokenClaims) -> Actor:
+async def authorize(db: Database, claims: TokenClaims) -> Actor:
     """The actor a verified token names, if its account still exists; 401 otherwise."""
-    row = session.execute(queries.ACCOUNT, {"account_id": claims.account_id}).one_or_none()
-    if row is None or row.deleted_at is not None:
-        raise Unauthorized()
-    return Actor(claims.account_id, Role(row.role) is Role.ADMIN)
-
-
-async def authorize_async(db: Database, claims: TokenClaims) -> Actor:
-    """`authorize` for async routes."""
     row = await db.one(queries.ACCOUNT, account_id=claims.account_id)
     if row is None or row.deleted_at is not None:
         raise Unauthorized()
