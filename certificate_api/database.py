@@ -28,6 +28,7 @@ import anyio.to_thread
 import orjson
 import psycopg
 import psycopg.conninfo
+import psycopg.pq
 import psycopg.rows
 import psycopg.types.json
 import psycopg_pool
@@ -41,6 +42,7 @@ from sqlalchemy.sql.compiler import Compiled
 
 Params = Mapping[str, Any]
 Statement = Executable  # a Core select, insert, update or delete
+IDLE = psycopg.pq.TransactionStatus.IDLE
 
 
 class Pending(Protocol):
@@ -121,23 +123,18 @@ async def _run_prepared(
         return await conn.execute(prepared.sql, prepared.params(params))
 
 
-class _Batch:
-    """The results of a batch, by position; filled when the batch is sent."""
+class _Result:
+    """The rows one queued statement returns: there once its batch has been sent."""
 
-    def __init__(self) -> None:
-        self.rows: dict[int, list[Any]] = {}
-
-
-class _BatchedResult:
-    def __init__(self, tx: _PostgresTransaction, batch: _Batch, index: int) -> None:
+    def __init__(self, tx: _PostgresTransaction) -> None:
         self.tx = tx
-        self.batch = batch
-        self.index = index
+        self.rows: list[Any] = []
+        self.sent = False
 
     async def one(self) -> Any:
-        await self.tx.send()
-        rows = self.batch.rows[self.index]
-        return rows[0] if rows else None
+        if not self.sent:
+            await self.tx.send()
+        return self.rows[0] if self.rows else None
 
 
 class _PostgresTransaction:
@@ -150,49 +147,44 @@ class _PostgresTransaction:
         self.db = db
         self.conn = conn
         self.cursor = psycopg.AsyncClientCursor(conn)
-        self.queued: list[str] = ["BEGIN"]
-        self.wants_rows: list[bool] = [False]
-        self.batch = _Batch()
-        self.began = False
+        # Each statement with where its rows go (None: it returns none worth keeping).
+        self.queued: list[tuple[str, _Result | None]] = [("BEGIN", None)]
 
-    def _queue(self, statement: Statement, params: Params, wants_rows: bool) -> int:
+    def _queue(self, statement: Statement, params: Params, *, rows: bool) -> _Result:
         prepared = self.db.prepared(statement)
-        self.queued.append(self.cursor.mogrify(prepared.sql, prepared.params(params)))
-        self.wants_rows.append(wants_rows)
-        return len(self.queued) - 1
+        result = _Result(self)
+        sql = self.cursor.mogrify(prepared.sql, prepared.params(params))
+        self.queued.append((sql, result if rows else None))
+        return result
 
     async def send(self, then: str | None = None) -> None:
         """Send what is queued (and `then`, e.g. COMMIT), and keep the rows it returned."""
         if then is not None:
-            self.queued.append(then)
-            self.wants_rows.append(False)
-        if not self.queued:
+            self.queued.append((then, None))
+        queued, self.queued = self.queued, []
+        if not queued:
             return
-        queued, wants_rows, batch = self.queued, self.wants_rows, self.batch
-        self.queued, self.wants_rows, self.batch = [], [], _Batch()
-        self.began = True
         with _as_sqlalchemy_errors():
-            await self.cursor.execute(";\n".join(queued))
-            for index, rows in enumerate(wants_rows):
+            await self.cursor.execute(";\n".join(sql for sql, _ in queued))
+            for index, (_, result) in enumerate(queued):
                 if index:
                     self.cursor.nextset()
-                if rows:
-                    batch.rows[index] = await self.cursor.fetchall()
+                if result is not None:
+                    result.rows, result.sent = await self.cursor.fetchall(), True
 
     async def one(self, statement: Statement, **params: Any) -> Any:
-        return await (await self.start(statement, **params)).one()
+        return await self._queue(statement, params, rows=True).one()
 
     async def all(self, statement: Statement, **params: Any) -> list[Any]:
-        batch, index = self.batch, self._queue(statement, params, wants_rows=True)
+        result = self._queue(statement, params, rows=True)
         await self.send()
-        return batch.rows[index]
+        return result.rows
 
     async def execute(self, statement: Statement, **params: Any) -> None:
-        self._queue(statement, params, wants_rows=False)
+        self._queue(statement, params, rows=False)
 
     async def start(self, statement: Statement, **params: Any) -> Pending:
-        batch, index = self.batch, self._queue(statement, params, wants_rows=True)
-        return _BatchedResult(self, batch, index)
+        return self._queue(statement, params, rows=True)
 
     async def commit(self) -> None:
         await self.send(then="COMMIT")
@@ -204,8 +196,8 @@ class _PostgresTransaction:
             )
 
     async def rollback(self) -> None:
-        self.queued, self.wants_rows = [], []
-        if self.began and not self.conn.closed:
+        self.queued = []
+        if not self.conn.closed and self.conn.info.transaction_status != IDLE:
             with contextlib.suppress(psycopg.Error):
                 await self.conn.execute("ROLLBACK")
 

@@ -39,9 +39,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-def shape(
-    cert: CertificateFields, chain_pem: str, has_private_key: bool | None = None
-) -> dict[str, Any]:
+def shape(cert: CertificateFields, chain_pem: str) -> dict[str, Any]:
     """The contract's certificate object, from an ORM object or a row with the certificate's
     columns. Ids and times stay objects: `reply` writes them (RFC 3339 in UTC, to the second,
     as the contract shows: `2026-11-23T18:41:30Z`)."""
@@ -60,9 +58,7 @@ def shape(
         "not_after": cert.not_after,
         "certificate_pem": cert.certificate_pem,  # type: ignore[attr-defined]
         "chain_pem": chain_pem,
-        "has_private_key": (
-            cert.has_private_key if has_private_key is None else has_private_key  # type: ignore[attr-defined]
-        ),
+        "has_private_key": cert.has_private_key,  # type: ignore[attr-defined]
         "created_at": cert.created_at,  # type: ignore[attr-defined]
         "updated_at": cert.updated_at,  # type: ignore[attr-defined]
     }
@@ -146,13 +142,10 @@ async def issue_certificate(
             wake_workers(runtime.engine)
             if issued.private_key_pem is not None:
                 key_pem = issued.private_key_pem.decode()
-        has_key = issued.private_key_pem is not None if new else cert.has_private_key
-    else:
-        has_key = cert.has_private_key
-    if key_pem is None and has_key:
+    if key_pem is None and cert.has_private_key:
         # A replay: the same key as the first reply, unsealed from its row.
         key_pem = await service.private_key_pem(db, runtime.keyring, cert.id)
-    created = shape(cert, runtime.ca.chain_pem, has_key)
+    created = shape(cert, runtime.ca.chain_pem)
     created["private_key_pem"] = key_pem
     return reply(created, 201, Location=f"/api/certificates/{cert.id}")
 
