@@ -28,7 +28,7 @@ from bench.cfssl import run_cfssl
 from bench.load import run_wrk, settle, wrk_available
 from bench.report import Row, Run, ScalePoint
 from bench.scenarios import Context, Scenario
-from bench.seed import explain_service_queries
+from bench.seed import count_rows, explain_service_queries
 from bench.services import (
     BenchDatabase,
     Services,
@@ -167,25 +167,79 @@ def measure(ctx: Context, scenario: Scenario, concurrency: int, opts: Options) -
     return row
 
 
-def measure_scale_point(ctx: Context, opts: Options) -> ScalePoint:
-    from bench.seed import count_rows
-
-    certificates, accounts = count_rows(ctx.database_url)
-    point = ScalePoint(certificates, accounts)
-    print(f"scale point: {certificates:,} certificates, {accounts:,} accounts", file=sys.stderr)
-    for name in ("fetch JSON", "list active"):
-        for concurrency in (1, 32):
-            point.rows.append(measure(ctx, scenarios.by_name(name), concurrency, opts))
-    return point
+SCALE_QUERIES = ("fetch JSON", "list active")
+SCALE_ROUNDS = 3
 
 
-def run_all(run: Run, ctx: Context, args: argparse.Namespace, opts: Options) -> None:
+def compare_at_scale(
+    ctx: Context,
+    copies: tuple[BenchDatabase, BenchDatabase],
+    args: argparse.Namespace,
+    opts: Options,
+) -> tuple[list[ScalePoint], dict[str, str]]:
+    """Fetch and list against two copies of the seeded database, one topped up to
+    `--rows`, each served by a certificate service of its own, measured in alternating runs.
+
+    The two sizes are measured side by side, round after round (small, large, then large,
+    small), instead of minutes apart, so that what the machine does between them (and this
+    machine's speed drifts by tens of percent over minutes) falls on both alike.
+    """
+    large = copies[1]
+    print(
+        f"scaling a copy to {args.rows:,} certificates, {args.accounts:,} accounts",
+        file=sys.stderr,
+    )
+    started = time.perf_counter()
+    scenarios.scale_to(dataclasses.replace(ctx, database_url=large.url), args.rows, args.accounts)
+    seeded = time.perf_counter() - started
+    print(f"  seeded in {seeded:.0f} s", file=sys.stderr)
+    main = ctx.services
+    twins = [
+        Services(
+            copy.url,
+            main.var_dir,
+            main.log_path,
+            account_workers=0,
+            certificate_workers=main.certificate_workers,
+            account_port=main.account_port,  # tokens come from the one account service
+        )
+        for copy in copies
+    ]
+    try:
+        for twin in twins:
+            twin.start(("certificate-api",))
+        for twin in twins:
+            twin.wait_idle()
+        points = [ScalePoint(*count_rows(copy.url)) for copy in copies]
+        points[1].seed_seconds = seeded
+        sides = [
+            (point, dataclasses.replace(ctx, services=twin, database_url=copy.url))
+            for point, twin, copy in zip(points, twins, copies, strict=True)
+        ]
+        sizes = " vs ".join(f"{point.certificates:,}" for point in points)
+        print(f"scale: {sizes} certificates, {SCALE_ROUNDS} alternating rounds", file=sys.stderr)
+        for name in SCALE_QUERIES:
+            for concurrency in (1, 32):
+                for turn in range(SCALE_ROUNDS):
+                    for point, side in sides if turn % 2 == 0 else sides[::-1]:
+                        print(f"  {point.certificates:>9,}", end="", file=sys.stderr)
+                        point.rows.append(measure(side, scenarios.by_name(name), concurrency, opts))
+        plans = explain_service_queries(large.url, ctx.reader.id, ctx.reader_ids[0])
+    finally:
+        for twin in twins:
+            twin.stop()
+    return points, plans
+
+
+def run_all(
+    run: Run,
+    ctx: Context,
+    args: argparse.Namespace,
+    opts: Options,
+    copies: tuple[BenchDatabase, BenchDatabase] | None,
+) -> None:
     def wanted(name: str) -> bool:
         return not args.only or any(fnmatch.fnmatch(name, p) for p in args.only)
-
-    scale = args.scale or args.full
-    if scale:
-        run.scale.append(measure_scale_point(ctx, opts))
 
     print("crypto ceilings (in process, one core)", file=sys.stderr)
     account_settings = AccountSettings(_env_file=None)
@@ -235,16 +289,8 @@ def run_all(run: Run, ctx: Context, args: argparse.Namespace, opts: Options) -> 
         run.cfssl.append(row)
         print(f"  cfssl: {outcome if isinstance(outcome, str) else f'{outcome.rps:,.0f} req/s'}")
 
-    if scale:
-        print(f"scaling to {args.rows:,} certificates, {args.accounts:,} accounts", file=sys.stderr)
-        started = time.perf_counter()
-        scenarios.scale_to(ctx, args.rows, args.accounts)
-        seeded = time.perf_counter() - started
-        print(f"  seeded in {seeded:.0f} s", file=sys.stderr)
-        point = measure_scale_point(ctx, opts)
-        point.seed_seconds = seeded
-        run.scale.append(point)
-        run.plans = explain_service_queries(ctx.database_url, ctx.reader.id, ctx.reader_ids[0])
+    if copies is not None:
+        run.scale, run.plans = compare_at_scale(ctx, copies, args, opts)
 
 
 def serve(ctx: Context) -> None:
@@ -303,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         account_workers=workers,
         certificate_workers=args.uvicorn_workers or workers,
     )
+    copies: tuple[BenchDatabase, BenchDatabase] | None = None
     try:
         services.start()
         print("seeding", file=sys.stderr)
@@ -313,8 +360,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.serve:
             serve(ctx)
             return 0
-        run_all(run, ctx, args, opts)
+        if args.scale or args.full:
+            # Two copies of the seeded tables, before the scenarios add rows: the small
+            # point stays as seeded, the large one is topped up later.
+            copies = (BenchDatabase(args.database_url), BenchDatabase(args.database_url))
+            for copy in copies:
+                copy.create(like=database)
+        run_all(run, ctx, args, opts, copies)
     finally:
+        for copy in copies or ():
+            if not args.keep_db:
+                copy.drop()
         leftovers = services.stop()
         if leftovers:
             run.notes.append(

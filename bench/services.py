@@ -43,12 +43,25 @@ class BenchDatabase:
         url = make_url(self.server_url).set(database=self.name)
         self.url = url.render_as_string(hide_password=False)
 
-    def create(self) -> None:
+    def create(self, like: BenchDatabase | None = None) -> None:
+        """Empty and migrated, or a copy of `like` (pg_dump piped into pg_restore)."""
         admin = create_engine(self.server_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{self.name}"'))
         admin.dispose()
-        upgrade(self.url)
+        if like is None:
+            upgrade(self.url)
+            return
+        dump = subprocess.Popen(
+            ["pg_dump", "--format=custom", "--dbname", _libpq(like.url)], stdout=subprocess.PIPE
+        )
+        subprocess.run(
+            ["pg_restore", "--exit-on-error", "--no-owner", "--dbname", _libpq(self.url)],
+            stdin=dump.stdout,
+            check=True,
+        )
+        if dump.wait() != 0:
+            raise RuntimeError(f"pg_dump of {like.name} exited with {dump.returncode}")
 
     def drop(self) -> None:
         admin = create_engine(self.server_url, isolation_level="AUTOCOMMIT")
@@ -59,6 +72,10 @@ class BenchDatabase:
             )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}"'))
         admin.dispose()
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def free_port() -> int:
@@ -126,12 +143,13 @@ class Services:
         keyfiles.webhook_secret(settings)
         keyfiles.master_keys_text(self.var_dir, None, None)
 
-    def start(self) -> None:
+    def start(self, names: tuple[str, ...] = ("certificate-api", "account-api")) -> None:
+        """Start the services named (the certificate service first: its first start creates
+        the CA), each ready before the next."""
         self.make_secrets()
-        log = self.log_path.open("wb")
+        log = self.log_path.open("ab")
         env = self.env()
-        # The certificate service first: its first start creates the CA.
-        for name in ("certificate-api", "account-api"):
+        for name in names:
             self.procs[name] = subprocess.Popen(
                 self.commands()[name],
                 env={**env, **metrics_env(self.var_dir, name)},

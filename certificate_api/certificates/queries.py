@@ -34,8 +34,17 @@ def _insert(model: Any, *names: str) -> Any:
     return insert(table).values({column.key: _param(column) for column in columns})
 
 
-# The certificate's columns, plus whether its private key is held (no second query).
-CERTIFICATE = (*_certificates.columns, Certificate.has_private_key.label("has_private_key"))
+# The certificate's columns, plus whether its private key is held (no second query), read
+# through WITH_KEY. An outer join rather than the model's EXISTS: for a page of a list,
+# PostgreSQL may run an EXISTS as one hashed scan of every key row (about 2 ms at 10,000
+# keys), where the join probes the primary key once per row returned.
+CERTIFICATE = (
+    *_certificates.columns,
+    CertificateKey.certificate_id.is_not(None).label("has_private_key"),
+)
+WITH_KEY = _certificates.outerjoin(
+    CertificateKey.__table__, CertificateKey.certificate_id == Certificate.id
+)
 
 # Fetch: the caller's account (still there? admin?) and the certificate, in one round trip.
 # An outer join, so that a missing certificate still tells a deleted account (401) from
@@ -44,6 +53,7 @@ VISIBLE = (
     select(Account.role, Account.deleted_at, *CERTIFICATE)
     .select_from(Account)
     .outerjoin(Certificate, Certificate.id == bindparam("certificate_id"))
+    .outerjoin(CertificateKey, CertificateKey.certificate_id == Certificate.id)
     .where(Account.id == bindparam("account_id"))
 )
 
@@ -51,7 +61,7 @@ VISIBLE = (
 # join (a row lock cannot sit on the nullable side of an outer join).
 LOCK_VISIBLE = (
     select(Account.role, Account.deleted_at, *CERTIFICATE)
-    .select_from(Certificate)
+    .select_from(WITH_KEY)
     .join(Account, Account.id == bindparam("account_id"))
     .where(Certificate.id == bindparam("certificate_id"))
     .with_for_update(of=Certificate)
@@ -95,7 +105,9 @@ LOCK_ACCOUNT = (
     .with_for_update(read=True)
 )
 
-BY_ID = select(*CERTIFICATE).where(Certificate.id == bindparam("certificate_id"))
+BY_ID = (
+    select(*CERTIFICATE).select_from(WITH_KEY).where(Certificate.id == bindparam("certificate_id"))
+)
 
 SEALED_KEY = select(CertificateKey.key_id, CertificateKey.nonce, CertificateKey.ciphertext).where(
     CertificateKey.certificate_id == bindparam("certificate_id")

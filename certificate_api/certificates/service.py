@@ -210,7 +210,7 @@ def list_statement(
     One statement per combination of filters (a few dozen), each built and compiled once;
     the values are parameters: owner, now, after_created, after_id, limit.
     """
-    query = select(*queries.CERTIFICATE)
+    query = select(*queries.CERTIFICATE).select_from(queries.WITH_KEY)
     if by_owner:
         query = query.where(Certificate.account_id == bindparam("owner"))
     if active is True:
