@@ -33,15 +33,13 @@ def service_commands(settings: CommonSettings, workers: int) -> dict[str, list[s
         "certificate-api": [
             python,
             "-m",
-            "uvicorn",
-            "certificate_api.asgi:app",
+            "certificate_api.serve",  # Uvicorn workers, a listening socket each
             "--host",
             settings.host,
             "--port",
             str(settings.certificate_api_port),
             "--workers",
             str(workers),
-            "--no-access-log",
             "--timeout-graceful-shutdown",
             "20",
             "--log-config",

@@ -1,0 +1,158 @@
+"""`python -m certificate_api.serve`: workers with a listening socket each, supervised."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import free_port, wait_until_up
+from tests.test_run import alive, descendants
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[bytes]
+    port: int
+    url: str
+    log: Path
+
+    def workers(self) -> set[int]:
+        return {pid for pid in descendants(self.proc.pid) if _is_worker(pid)}
+
+
+def _is_worker(pid: int) -> bool:
+    """A spawned worker (not multiprocessing's resource tracker)."""
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def start(database_url: str, var_dir: Path, workers: int) -> Served:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "VAR_DIR": str(var_dir),
+        "KEY_POOL_FILL_ON_START": "false",
+    }
+    log = var_dir / "serve.log"
+    var_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "certificate_api.serve", "--workers", str(workers)]
+    command += ["--port", str(port), "--timeout-graceful-shutdown", "5"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return Served(proc, port, f"http://127.0.0.1:{port}", log)
+
+
+@pytest.fixture
+def served(databases: Any, tmp_path: Path) -> Iterator[Served]:
+    service = start(databases.create(), tmp_path / "var", workers=2)
+    try:
+        wait_until_up(service.url, service.proc, 60)
+        deadline = time.monotonic() + 30
+        while len(service.workers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield service
+    finally:
+        if service.proc.poll() is None:
+            service.proc.kill()
+            service.proc.wait()
+        for pid in descendants(service.proc.pid):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def connection_owners(port: int) -> list[int]:
+    """The process holding each established server-side connection on `port`."""
+    listing = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [int(pid) for pid in re.findall(r"pid=(\d+)", listing)]
+
+
+def open_connections(port: int, count: int) -> list[socket.socket]:
+    """Keep-alive connections, each having had one answer (so a worker has accepted it)."""
+    held = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        held.append(sock)
+    return held
+
+
+def test_each_worker_listens_and_accepts_on_a_socket_of_its_own(served: Served) -> None:
+    workers = served.workers()
+    assert len(workers) == 2
+    listening = subprocess.run(
+        ["ss", "-tlnpH", f"( sport = :{served.port} )"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert len(listening) == 2  # two sockets on one port, not one shared
+
+    held = open_connections(served.port, 32)
+    try:
+        owners = connection_owners(served.port)
+        assert len(owners) == 32
+        assert set(owners) == workers  # both accept: all 32 on one would be odds of 2^-31
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_worker_that_dies_is_replaced_and_no_connection_is_refused(served: Served) -> None:
+    victim = min(served.workers())
+    os.kill(victim, signal.SIGKILL)
+    # New connections, half of them hashed to the dead worker's socket: they wait in its
+    # backlog until the replacement accepts them.
+    with httpx.Client(timeout=60) as client:
+        for _ in range(20):
+            assert client.get(served.url + "/healthz", headers={"Connection": "close"}).is_success
+    deadline = time.monotonic() + 30
+    while len(served.workers()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert victim not in served.workers()
+    assert len(served.workers()) == 2
+    assert b"died" in served.log.read_bytes()
+
+
+def test_sigterm_stops_every_worker_and_exits_cleanly(served: Served) -> None:
+    started = descendants(served.proc.pid)
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(timeout=30) == 0
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in started if alive(pid)]
+
+
+def test_a_worker_that_cannot_start_stops_the_service_with_its_code(
+    databases: Any, tmp_path: Path
+) -> None:
+    service = start(databases.create(migrate=False), tmp_path / "var", workers=2)
+    try:
+        assert service.proc.wait(timeout=60) == 3  # Uvicorn's start-up failure
+    finally:
+        if service.proc.poll() is None:
+            service.proc.kill()
+    assert b"failed to start" in service.log.read_bytes()
