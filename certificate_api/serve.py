@@ -36,13 +36,16 @@ logger = logging.getLogger("uvicorn.error")
 _spawn = multiprocessing.get_context("spawn")
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A socket bound with SO_REUSEPORT: several may share one address, each its own queue."""
+def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A socket bound with SO_REUSEPORT and listening: several may share one address, each
+    with its own queue. It listens from here on, so connections the kernel gives it before
+    its worker has started (or while it restarts) wait instead of being refused."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
+    sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
 
