@@ -188,16 +188,11 @@ class Services:
         return time.monotonic() - started
 
     def connection_split(self, service: str) -> list[int]:
-        """Established client connections per worker process, most first (from `ss`):
-        the workers share one listening socket and the kernel does not balance accepts."""
+        """Established client connections per worker process, most first: how the kernel
+        spread them (a socket per worker in the certificate service, one shared socket in
+        Gunicorn's)."""
         port = self.certificate_port if service == "certificate" else self.account_port
-        listing = subprocess.run(
-            ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
-        owners = [int(pid) for pid in re.findall(r"pid=(\d+)", listing)]
+        owners = connection_owners(port)
         return sorted((owners.count(pid) for pid in set(owners)), reverse=True)
 
     def tree(self) -> dict[int, str]:
@@ -257,6 +252,17 @@ class Services:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         return leftovers
+
+
+def connection_owners(port: int) -> list[int]:
+    """The process holding each established server-side connection on `port` (from `ss`)."""
+    listing = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return [int(pid) for pid in re.findall(r"pid=(\d+)", listing)]
 
 
 def busy_seconds() -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.services import connection_owners
 from tests.conftest import free_port, wait_until_up
 from tests.test_run import alive, descendants
 
@@ -78,17 +78,6 @@ def served(databases: Any, tmp_path: Path) -> Iterator[Served]:
         for pid in descendants(service.proc.pid):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
-
-
-def connection_owners(port: int) -> list[int]:
-    """The process holding each established server-side connection on `port`."""
-    listing = subprocess.run(
-        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [int(pid) for pid in re.findall(r"pid=(\d+)", listing)]
 
 
 def open_connections(port: int, count: int) -> list[socket.socket]:
