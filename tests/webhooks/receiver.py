@@ -49,10 +49,14 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    # The sender went away mid-request (a worker killed while sending):
+                    # like any HTTP server, take it for no request at all.
+                    self.close_connection = True
+                    return
                 delivery = Delivery(
-                    {k.lower(): v for k, v in self.headers.items()},
-                    self.rfile.read(length),
-                    time.monotonic(),
+                    {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()
                 )
                 with receiver.lock:
                     receiver.deliveries.append(delivery)
