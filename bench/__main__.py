@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from account_api.settings import AccountSettings
-from bench import report, scenarios
+from bench import report, scenarios, seed
 from bench.ceilings import crypto_ceilings
 from bench.cfssl import run_cfssl
 from bench.load import run_wrk, settle, wrk_available
@@ -191,6 +191,7 @@ def compare_at_scale(
     )
     started = time.perf_counter()
     scenarios.scale_to(dataclasses.replace(ctx, database_url=large.url), args.rows, args.accounts)
+    seed.vacuum_analyze(copies[0].url)  # the small side as fresh as the large
     seeded = time.perf_counter() - started
     print(f"  seeded in {seeded:.0f} s", file=sys.stderr)
     main = ctx.services
@@ -368,9 +369,6 @@ def main(argv: list[str] | None = None) -> int:
                 copy.create(like=database)
         run_all(run, ctx, args, opts, copies)
     finally:
-        for copy in copies or ():
-            if not args.keep_db:
-                copy.drop()
         leftovers = services.stop()
         if leftovers:
             run.notes.append(
@@ -378,7 +376,11 @@ def main(argv: list[str] | None = None) -> int:
                 "and were killed: " + "; ".join(leftovers)
             )
         if not args.keep_db:
-            database.drop()
+            for db in (*(copies or ()), database):
+                try:
+                    db.drop()
+                except Exception as exc:  # drop the others; say which failed
+                    print(f"could not drop {db.name}: {exc}", file=sys.stderr)
         shutil.rmtree(var_dir, ignore_errors=True)
     path = report.save(run)
     print(report.markdown(run))

@@ -201,7 +201,8 @@ def scale_table(run: Run) -> str:
         f"| p99 ms @ {small:,} | p99 ms @ {large:,} | ratio | req/s ratio |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for name, c, (p50a, p99a, rpsa, runs), (p50b, p99b, rpsb, _) in ratios:
+    for name, c, (p50a, p99a, rpsa, runs_a), (p50b, p99b, rpsb, runs_b) in ratios:
+        runs = f"{runs_a}" if runs_a == runs_b else f"{runs_a}/{runs_b}"
         lines.append(
             f"| {name} | {c} | {runs} | {_ms(p50a)} | {_ms(p50b)} | {p50b / p50a:.2f} | "
             f"{_ms(p99a)} | {_ms(p99b)} | {p99b / p99a:.2f} | {rpsb / rpsa:.2f} |"

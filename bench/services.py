@@ -55,13 +55,17 @@ class BenchDatabase:
         dump = subprocess.Popen(
             ["pg_dump", "--format=custom", "--dbname", _libpq(like.url)], stdout=subprocess.PIPE
         )
-        subprocess.run(
+        assert dump.stdout is not None
+        restore = subprocess.Popen(
             ["pg_restore", "--exit-on-error", "--no-owner", "--dbname", _libpq(self.url)],
             stdin=dump.stdout,
-            check=True,
         )
-        if dump.wait() != 0:
-            raise RuntimeError(f"pg_dump of {like.name} exited with {dump.returncode}")
+        dump.stdout.close()  # pg_restore holds the pipe: if it gives up, pg_dump stops too
+        restored, dumped = restore.wait(), dump.wait()
+        if restored or dumped:
+            raise RuntimeError(
+                f"copying {like.name}: pg_dump exited with {dumped}, pg_restore with {restored}"
+            )
 
     def drop(self) -> None:
         admin = create_engine(self.server_url, isolation_level="AUTOCOMMIT")
@@ -134,6 +138,9 @@ class Services:
             ],
         }
 
+    def port_of(self, name: str) -> int:
+        return self.certificate_port if name == "certificate-api" else self.account_port
+
     def make_secrets(self) -> None:
         """Development secrets made once, before several workers race to make them, as
         `ca-admin run` does; it leaves the master keys to the workers, where two of them
@@ -152,7 +159,8 @@ class Services:
         for name in names:
             self.procs[name] = subprocess.Popen(
                 self.commands()[name],
-                env={**env, **metrics_env(self.var_dir, name)},
+                # per port: another instance in the same VAR_DIR keeps its own metrics
+                env={**env, **metrics_env(self.var_dir, f"{name}-{self.port_of(name)}")},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -9,39 +9,60 @@ and the busy worker's queue in every p99 (docs/performance.md). Here each worker
 socket of its own, all bound to the same address with SO_REUSEPORT, and the kernel spreads
 new connections across them by a hash of their addresses.
 
-This process only supervises. It holds every socket, so connections that arrive while a
-worker restarts wait in that socket's backlog instead of being refused; it restarts a
-worker that dies, and passes SIGINT/SIGTERM on as one SIGTERM each (Uvicorn's graceful
-shutdown). A worker that fails at start-up (database unreachable, say) stops the whole
-service with its exit code rather than restarting in a loop.
+This process only supervises:
+- It refuses to start when the address is taken, by another instance too (SO_REUSEPORT
+  alone would let a second instance share the port and split the traffic).
+- It holds every socket, listening, so connections the kernel gives a worker that is
+  starting or restarting wait in that socket's backlog instead of being refused.
+- A worker that stops before it is ready at first start stops the service with its exit
+  code (3 for Uvicorn's start-up failure, e.g. the database unreachable): that is a
+  configuration to fix, not a crash to retry. Later, a worker that dies is replaced, with
+  a growing pause while replacements keep failing; the other workers go on serving.
+- SIGINT or SIGTERM: one SIGTERM to each worker (Uvicorn's graceful shutdown), then exit 0.
+- Workers get SIGTERM if this process dies, so none is left serving on its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import multiprocessing
 import multiprocessing.process
+import multiprocessing.synchronize
+import os
 import signal
 import socket
 import sys
 import threading
+import time
 from typing import Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 APP = "certificate_api.asgi:app"
+PR_SET_PDEATHSIG = 1
+MAX_PAUSE_SECONDS = 30.0
 logger = logging.getLogger("uvicorn.error")
 _spawn = multiprocessing.get_context("spawn")
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def address_free(host: str, port: int) -> None:
+    """OSError (EADDRINUSE) if anything listens on the address, another instance included."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
 def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
-    """A socket bound with SO_REUSEPORT and listening: several may share one address, each
-    with its own queue. It listens from here on, so connections the kernel gives it before
-    its worker has started (or while it restarts) wait instead of being refused."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    """A socket bound with SO_REUSEPORT and listening: several share one address, each with
+    its own queue of connections."""
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
@@ -50,23 +71,64 @@ def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket
     return sock
 
 
-def _worker(options: dict[str, Any], sock: socket.socket) -> None:
+class _Server(uvicorn.Server):
+    """Uvicorn's server, telling the supervisor when it has started."""
+
+    def __init__(self, config: uvicorn.Config, ready: multiprocessing.synchronize.Event) -> None:
+        super().__init__(config)
+        self.ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            self.ready.set()
+
+
+def _end_with_parent(parent: int) -> None:
+    """SIGTERM when the supervisor dies (Linux), as if it had stopped us."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(
+    options: dict[str, Any],
+    sock: socket.socket,
+    ready: multiprocessing.synchronize.Event,
+    parent: int,
+) -> None:
     """One worker process: a Uvicorn server on its own socket."""
-    uvicorn.Server(uvicorn.Config(APP, **options)).run(sockets=[sock])
+    _end_with_parent(parent)
+    config = uvicorn.Config(APP, **options)  # sets up logging first
+    try:
+        _Server(config, ready).run(sockets=[sock])
+    except Exception:
+        logger.exception("worker failed")
+        sys.exit(1)
 
 
 class Supervisor:
-    """Starts one worker per socket, restarts those that die, stops them all on a signal."""
+    """Starts one worker per socket, replaces those that die, stops them all on a signal."""
 
     def __init__(self, options: dict[str, Any], sockets: list[socket.socket]) -> None:
         self.options = options
         self.sockets = sockets
         self.workers: list[multiprocessing.process.BaseProcess | None] = [None] * len(sockets)
+        self.ready: list[multiprocessing.synchronize.Event] = [_spawn.Event() for _ in sockets]
+        self.failures = [0] * len(sockets)  # replacements in a row that died before ready
+        self.retry_at = [0.0] * len(sockets)
         self.stopping = threading.Event()
 
     def _start(self, index: int) -> None:
+        self.ready[index].clear()
         worker = _spawn.Process(
-            target=_worker, args=(self.options, self.sockets[index]), name=f"worker-{index}"
+            target=_worker,
+            args=(self.options, self.sockets[index], self.ready[index], os.getpid()),
+            name=f"worker-{index}",
         )
         worker.start()
         self.workers[index] = worker
@@ -75,27 +137,63 @@ class Supervisor:
     def run(self) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: self.stopping.set())
-        for index in range(len(self.sockets)):
-            self._start(index)
-        code = 0
-        while not self.stopping.wait(0.5):
-            for index, worker in enumerate(self.workers):
-                if worker is None or worker.is_alive():
-                    continue
-                if worker.exitcode == STARTUP_FAILURE:
-                    logger.error("Worker [%s] failed to start; stopping", worker.pid)
-                    code = STARTUP_FAILURE
-                    self.stopping.set()
-                    break
-                logger.warning("Worker [%s] died (%s); restarting", worker.pid, worker.exitcode)
+        try:
+            for index in range(len(self.sockets)):
                 self._start(index)
-        self._stop()
-        return code
+            code = self._first_start()
+            while code == 0 and not self.stopping.wait(0.5):
+                self._replace_dead()
+            return code
+        finally:
+            self._stop()
+
+    def _first_start(self) -> int:
+        """0 once every worker is ready; else the exit code of the first that stopped."""
+        while not self.stopping.is_set():
+            if all(event.is_set() for event in self.ready):
+                return 0
+            for worker in self.workers:
+                if worker is not None and not worker.is_alive():
+                    logger.error("Worker [%s] could not start; stopping", worker.pid)
+                    code = worker.exitcode
+                    return code if code is not None and code > 0 else 1
+            time.sleep(0.1)
+        return 0
+
+    def _replace_dead(self) -> None:
+        now = time.monotonic()
+        for index, worker in enumerate(self.workers):
+            if worker is not None:
+                if worker.is_alive():
+                    continue
+                if self.ready[index].is_set():
+                    self.failures[index] = 0
+                    logger.warning(
+                        "Worker [%s] died (%s); replacing it", worker.pid, worker.exitcode
+                    )
+                    self.retry_at[index] = now
+                else:  # its replacement stopped before it was ready: pause longer each time
+                    self.failures[index] += 1
+                    pause = min(MAX_PAUSE_SECONDS, 2.0 ** self.failures[index])
+                    logger.error(
+                        "Worker [%s] stopped before it was ready (%s); trying again in %.0f s",
+                        worker.pid,
+                        worker.exitcode,
+                        pause,
+                    )
+                    self.retry_at[index] = now + pause
+                self.workers[index] = None
+            if now >= self.retry_at[index]:
+                self._start(index)
 
     def _stop(self) -> None:
         live = [w for w in self.workers if w is not None and w.is_alive()]
         for worker in live:
             worker.terminate()  # SIGTERM: Uvicorn finishes what is in flight
+        # The workers stop listening as they shut down; with these copies closed too, new
+        # connections are refused at once instead of waiting in a queue nobody reads.
+        for sock in self.sockets:
+            sock.close()
         grace = float(self.options.get("timeout_graceful_shutdown") or 0) + 5
         for worker in live:
             worker.join(grace)
@@ -103,8 +201,6 @@ class Supervisor:
                 logger.warning("Worker [%s] still running after %.0f s; killing", worker.pid, grace)
                 worker.kill()
                 worker.join()
-        for sock in self.sockets:
-            sock.close()
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -133,20 +229,19 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.log_config:
         options["log_config"] = args.log_config
-    if args.workers <= 1:
-        uvicorn.run(APP, **options)
-        return 0
     uvicorn.Config(APP, **options)  # sets up this process's logging as the workers' is
+    shown = f"[{args.host}]" if ":" in args.host else args.host
     try:
-        sockets = [listening_socket(args.host, args.port) for _ in range(args.workers)]
+        address_free(args.host, args.port)
+        sockets = [listening_socket(args.host, args.port) for _ in range(max(1, args.workers))]
     except OSError as exc:
-        logger.error("Cannot listen on %s:%s: %s", args.host, args.port, exc)
+        logger.error("Cannot listen on %s:%s: %s", shown, args.port, exc)
         return STARTUP_FAILURE
     logger.info(
-        "Listening on http://%s:%s with %s workers, a socket each",
-        args.host,
+        "Listening on http://%s:%s with %s worker(s), a socket each",
+        shown,
         args.port,
-        args.workers,
+        len(sockets),
     )
     return Supervisor(options, sockets).run()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,9 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from bench.services import connection_owners
-from tests.conftest import free_port, wait_until_up
+from schema.db import normalize_url
+from tests.conftest import SERVER_URL, free_port, postgres_only, wait_until_up
 from tests.test_run import alive, descendants
 
 
@@ -40,15 +44,18 @@ def _is_worker(pid: int) -> bool:
         return False
 
 
-def start(database_url: str, var_dir: Path, workers: int) -> Served:
-    port = free_port()
+def start(
+    database_url: str, var_dir: Path, workers: int, port: int | None = None, **env_vars: str
+) -> Served:
+    port = port or free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "VAR_DIR": str(var_dir),
         "KEY_POOL_FILL_ON_START": "false",
+        **env_vars,
     }
-    log = var_dir / "serve.log"
+    log = var_dir / f"serve-{port}-{time.monotonic_ns()}.log"
     var_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "certificate_api.serve", "--workers", str(workers)]
     command += ["--port", str(port), "--timeout-graceful-shutdown", "5"]
@@ -58,26 +65,33 @@ def start(database_url: str, var_dir: Path, workers: int) -> Served:
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own, for clean-up
         )
     return Served(proc, port, f"http://127.0.0.1:{port}", log)
+
+
+def stop(service: Served) -> None:
+    """Kill whatever is left of it: the supervisor and every process in its group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(service.proc.pid, signal.SIGKILL)
+    service.proc.wait()
+
+
+def up(service: Served, workers: int = 2) -> Served:
+    wait_until_up(service.url, service.proc, 60)
+    deadline = time.monotonic() + 30
+    while len(service.workers()) < workers and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return service
 
 
 @pytest.fixture
 def served(databases: Any, tmp_path: Path) -> Iterator[Served]:
     service = start(databases.create(), tmp_path / "var", workers=2)
     try:
-        wait_until_up(service.url, service.proc, 60)
-        deadline = time.monotonic() + 30
-        while len(service.workers()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        yield service
+        yield up(service)
     finally:
-        if service.proc.poll() is None:
-            service.proc.kill()
-            service.proc.wait()
-        for pid in descendants(service.proc.pid):
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        stop(service)
 
 
 def open_connections(port: int, count: int) -> list[socket.socket]:
@@ -142,6 +156,85 @@ def test_a_worker_that_cannot_start_stops_the_service_with_its_code(
     try:
         assert service.proc.wait(timeout=60) == 3  # Uvicorn's start-up failure
     finally:
-        if service.proc.poll() is None:
-            service.proc.kill()
-    assert b"failed to start" in service.log.read_bytes()
+        stop(service)
+    assert b"could not start" in service.log.read_bytes()
+
+
+def test_bad_settings_stop_the_service_instead_of_restarting_forever(
+    databases: Any, tmp_path: Path
+) -> None:
+    service = start(databases.create(), tmp_path / "var", workers=2, KEY_POOL_SIZES="{bad")
+    try:
+        assert service.proc.wait(timeout=60) not in (0, None)
+    finally:
+        stop(service)
+    log = service.log.read_bytes()
+    assert b"could not start" in log
+    assert b"replacing" not in log
+
+
+def test_a_second_instance_on_the_same_port_is_refused(
+    served: Served, databases: Any, tmp_path: Path
+) -> None:
+    second = start(databases.create(), tmp_path / "other", workers=2, port=served.port)
+    try:
+        assert second.proc.wait(timeout=30) == 3
+    finally:
+        stop(second)
+    assert b"Cannot listen" in second.log.read_bytes()
+    assert httpx.get(served.url + "/healthz").is_success  # the first one is untouched
+
+
+def test_workers_stop_when_the_supervisor_is_killed(served: Served) -> None:
+    workers = served.workers()
+    served.proc.send_signal(signal.SIGKILL)
+    served.proc.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if alive(pid)]
+
+
+@postgres_only
+def test_a_replacement_that_cannot_start_is_retried_and_the_others_keep_serving(
+    databases: Any, tmp_path: Path
+) -> None:
+    url = databases.create()
+    name = make_url(url).database
+    service = up(start(url, tmp_path / "var", workers=2))
+    admin = create_engine(normalize_url(SERVER_URL), isolation_level="AUTOCOMMIT")
+    try:
+        survivor, victim = sorted(service.workers())
+        with admin.connect() as conn:  # new connections refused; open ones go on
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while b"stopped before it was ready" not in service.log.read_bytes():
+            assert time.monotonic() < deadline, service.log.read_text()
+            time.sleep(0.2)
+        assert service.proc.poll() is None and alive(survivor)
+
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        deadline = time.monotonic() + 30
+        while len(service.workers()) < 2 or not _all_answer(service):
+            assert time.monotonic() < deadline, service.log.read_text()
+            time.sleep(0.5)
+        assert survivor in service.workers()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+        stop(service)
+
+
+def _all_answer(service: Served) -> bool:
+    """Fresh connections, hashed over every socket, each answered."""
+    try:
+        with httpx.Client(timeout=2) as client:
+            return all(
+                client.get(service.url + "/healthz", headers={"Connection": "close"}).is_success
+                for _ in range(16)
+            )
+    except httpx.HTTPError:
+        return False
