@@ -151,6 +151,7 @@ class Supervisor:
         """0 once every worker is ready; else the exit code of the first that stopped."""
         while not self.stopping.is_set():
             if all(event.is_set() for event in self.ready):
+                logger.info("All %s workers ready", len(self.ready))
                 return 0
             for worker in self.workers:
                 if worker is not None and not worker.is_alive():

@@ -77,10 +77,12 @@ def stop(service: Served) -> None:
     service.proc.wait()
 
 
-def up(service: Served, workers: int = 2) -> Served:
+def up(service: Served) -> Served:
+    """Once every worker has started (a worker killed before that stops the service)."""
     wait_until_up(service.url, service.proc, 60)
-    deadline = time.monotonic() + 30
-    while len(service.workers()) < workers and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while b"workers ready" not in service.log.read_bytes():
+        assert time.monotonic() < deadline, service.log.read_text()
         time.sleep(0.1)
     return service
 
