@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from account_api.settings import AccountSettings
-from bench import report, scenarios, seed
+from bench import report, scenarios
 from bench.ceilings import crypto_ceilings
 from bench.cfssl import run_cfssl
 from bench.load import run_wrk, settle, wrk_available
 from bench.report import Row, Run, ScalePoint
 from bench.scenarios import Context, Scenario
-from bench.seed import count_rows, explain_service_queries
+from bench.seed import count_rows, explain_service_queries, vacuum_analyze
 from bench.services import (
     BenchDatabase,
     Services,
@@ -191,7 +191,7 @@ def compare_at_scale(
     )
     started = time.perf_counter()
     scenarios.scale_to(dataclasses.replace(ctx, database_url=large.url), args.rows, args.accounts)
-    seed.vacuum_analyze(copies[0].url)  # the small side as fresh as the large
+    vacuum_analyze(copies[0].url)  # the small side as fresh as the large
     seeded = time.perf_counter() - started
     print(f"  seeded in {seeded:.0f} s", file=sys.stderr)
     main = ctx.services

@@ -17,12 +17,11 @@ from sqlalchemy import (
     String,
     Text,
     delete,
-    exists,
     select,
     text,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, column_property, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from schema.base import BIGINT_PK, Base, utcnow
 from schema.events import EventType, record_event
@@ -146,15 +145,6 @@ class Certificate(Base):
     certificate_pem: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    # Loaded in the same SELECT as the row: no second round trip on fetch or list.
-    has_private_key: Mapped[bool] = column_property(
-        exists(
-            select(CertificateKey.certificate_id)
-            .where(CertificateKey.certificate_id == id)
-            .correlate_except(CertificateKey)
-        )
-    )
 
     __table_args__ = (
         # Listing an account's certificates, newest first, by keyset.

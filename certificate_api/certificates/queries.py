@@ -35,9 +35,9 @@ def _insert(model: Any, *names: str) -> Any:
 
 
 # The certificate's columns, plus whether its private key is held (no second query), read
-# through WITH_KEY. An outer join rather than the model's EXISTS: for a page of a list,
-# PostgreSQL may run an EXISTS as one hashed scan of every key row (about 2 ms at 10,000
-# keys), where the join probes the primary key once per row returned.
+# through WITH_KEY. An outer join rather than an EXISTS: for a page of a list, PostgreSQL
+# may run an EXISTS as one hashed scan of every key row (about 2 ms at 10,000 keys), where
+# the join probes the primary key once per row returned.
 CERTIFICATE = (
     *_certificates.columns,
     CertificateKey.certificate_id.is_not(None).label("has_private_key"),
