@@ -184,14 +184,14 @@ def compare_at_scale(
     small), instead of minutes apart, so that what the machine does between them (and this
     machine's speed drifts by tens of percent over minutes) falls on both alike.
     """
-    large = copies[1]
+    small, large = copies
+    vacuum_analyze(small.url)  # as fresh as the large side will be after its seeding
     print(
         f"scaling a copy to {args.rows:,} certificates, {args.accounts:,} accounts",
         file=sys.stderr,
     )
     started = time.perf_counter()
     scenarios.scale_to(dataclasses.replace(ctx, database_url=large.url), args.rows, args.accounts)
-    vacuum_analyze(copies[0].url)  # the small side as fresh as the large
     seeded = time.perf_counter() - started
     print(f"  seeded in {seeded:.0f} s", file=sys.stderr)
     main = ctx.services

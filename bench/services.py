@@ -17,6 +17,7 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.seed import libpq_url
 from ca_admin.run import metrics_env, service_commands
 from schema import keyfiles
 from schema.db import normalize_url
@@ -53,11 +54,11 @@ class BenchDatabase:
             upgrade(self.url)
             return
         dump = subprocess.Popen(
-            ["pg_dump", "--format=custom", "--dbname", _libpq(like.url)], stdout=subprocess.PIPE
+            ["pg_dump", "--format=custom", "--dbname", libpq_url(like.url)], stdout=subprocess.PIPE
         )
         assert dump.stdout is not None
         restore = subprocess.Popen(
-            ["pg_restore", "--exit-on-error", "--no-owner", "--dbname", _libpq(self.url)],
+            ["pg_restore", "--exit-on-error", "--no-owner", "--dbname", libpq_url(self.url)],
             stdin=dump.stdout,
         )
         dump.stdout.close()  # pg_restore holds the pipe: if it gives up, pg_dump stops too
@@ -76,10 +77,6 @@ class BenchDatabase:
             )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}"'))
         admin.dispose()
-
-
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def free_port() -> int:
