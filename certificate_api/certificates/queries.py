@@ -52,8 +52,7 @@ WITH_KEY = _certificates.outerjoin(
 VISIBLE = (
     select(Account.role, Account.deleted_at, *CERTIFICATE)
     .select_from(Account)
-    .outerjoin(Certificate, Certificate.id == bindparam("certificate_id"))
-    .outerjoin(CertificateKey, CertificateKey.certificate_id == Certificate.id)
+    .outerjoin(WITH_KEY, Certificate.id == bindparam("certificate_id"))
     .where(Account.id == bindparam("account_id"))
 )
 
