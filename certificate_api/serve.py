@@ -36,6 +36,7 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
@@ -111,35 +112,39 @@ def _worker(
         sys.exit(1)
 
 
+@dataclass
+class _Slot:
+    """One socket and the worker serving it."""
+
+    sock: socket.socket
+    ready: multiprocessing.synchronize.Event = field(default_factory=_spawn.Event)
+    worker: multiprocessing.process.BaseProcess | None = None
+    failures: int = 0  # replacements in a row that stopped before they were ready
+    retry_at: float = 0.0
+
+
 class Supervisor:
     """Starts one worker per socket, replaces those that die, stops them all on a signal."""
 
     def __init__(self, options: dict[str, Any], sockets: list[socket.socket]) -> None:
         self.options = options
-        self.sockets = sockets
-        self.workers: list[multiprocessing.process.BaseProcess | None] = [None] * len(sockets)
-        self.ready: list[multiprocessing.synchronize.Event] = [_spawn.Event() for _ in sockets]
-        self.failures = [0] * len(sockets)  # replacements in a row that died before ready
-        self.retry_at = [0.0] * len(sockets)
+        self.slots = [_Slot(sock) for sock in sockets]
         self.stopping = threading.Event()
 
-    def _start(self, index: int) -> None:
-        self.ready[index].clear()
-        worker = _spawn.Process(
-            target=_worker,
-            args=(self.options, self.sockets[index], self.ready[index], os.getpid()),
-            name=f"worker-{index}",
+    def _start(self, slot: _Slot) -> None:
+        slot.ready.clear()
+        slot.worker = _spawn.Process(
+            target=_worker, args=(self.options, slot.sock, slot.ready, os.getpid())
         )
-        worker.start()
-        self.workers[index] = worker
-        logger.info("Started worker process [%s]", worker.pid)
+        slot.worker.start()
+        logger.info("Started worker process [%s]", slot.worker.pid)
 
     def run(self) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: self.stopping.set())
         try:
-            for index in range(len(self.sockets)):
-                self._start(index)
+            for slot in self.slots:
+                self._start(slot)
             code = self._first_start()
             while code == 0 and not self.stopping.wait(0.5):
                 self._replace_dead()
@@ -150,51 +155,52 @@ class Supervisor:
     def _first_start(self) -> int:
         """0 once every worker is ready; else the exit code of the first that stopped."""
         while not self.stopping.is_set():
-            if all(event.is_set() for event in self.ready):
-                logger.info("All %s workers ready", len(self.ready))
+            if all(slot.ready.is_set() for slot in self.slots):
+                logger.info("All %s workers ready", len(self.slots))
                 return 0
-            for worker in self.workers:
-                if worker is not None and not worker.is_alive():
-                    logger.error("Worker [%s] could not start; stopping", worker.pid)
-                    code = worker.exitcode
+            for slot in self.slots:
+                if slot.worker is not None and not slot.worker.is_alive():
+                    logger.error("Worker [%s] could not start; stopping", slot.worker.pid)
+                    code = slot.worker.exitcode
                     return code if code is not None and code > 0 else 1
             time.sleep(0.1)
         return 0
 
     def _replace_dead(self) -> None:
         now = time.monotonic()
-        for index, worker in enumerate(self.workers):
+        for slot in self.slots:
+            worker = slot.worker
             if worker is not None:
                 if worker.is_alive():
                     continue
-                if self.ready[index].is_set():
-                    self.failures[index] = 0
+                if slot.ready.is_set():
+                    slot.failures = 0
                     logger.warning(
                         "Worker [%s] died (%s); replacing it", worker.pid, worker.exitcode
                     )
-                    self.retry_at[index] = now
+                    slot.retry_at = now
                 else:  # its replacement stopped before it was ready: pause longer each time
-                    self.failures[index] += 1
-                    pause = min(MAX_PAUSE_SECONDS, 2.0 ** self.failures[index])
+                    slot.failures += 1
+                    pause = min(MAX_PAUSE_SECONDS, 2.0**slot.failures)
                     logger.error(
                         "Worker [%s] stopped before it was ready (%s); trying again in %.0f s",
                         worker.pid,
                         worker.exitcode,
                         pause,
                     )
-                    self.retry_at[index] = now + pause
-                self.workers[index] = None
-            if now >= self.retry_at[index]:
-                self._start(index)
+                    slot.retry_at = now + pause
+                slot.worker = None
+            if now >= slot.retry_at:
+                self._start(slot)
 
     def _stop(self) -> None:
-        live = [w for w in self.workers if w is not None and w.is_alive()]
+        live = [s.worker for s in self.slots if s.worker is not None and s.worker.is_alive()]
         for worker in live:
             worker.terminate()  # SIGTERM: Uvicorn finishes what is in flight
         # The workers stop listening as they shut down; with these copies closed too, new
         # connections are refused at once instead of waiting in a queue nobody reads.
-        for sock in self.sockets:
-            sock.close()
+        for slot in self.slots:
+            slot.sock.close()
         grace = float(self.options.get("timeout_graceful_shutdown") or 0) + 5
         for worker in live:
             worker.join(grace)
