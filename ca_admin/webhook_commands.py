@@ -10,8 +10,8 @@ import click
 
 
 def _context() -> tuple[object, object]:
-    from certificate_api.webhooks.settings import WorkerSettings
     from schema.db import make_engine, make_sessionmaker
+    from worker.settings import WorkerSettings
 
     settings = WorkerSettings()
     return settings, make_sessionmaker(make_engine(settings.effective_database_url))
@@ -22,11 +22,11 @@ def worker() -> None:
     """Deliver webhook events until SIGTERM or Ctrl-C (several may run on PostgreSQL)."""
     from prometheus_client import start_http_server
 
-    from certificate_api.webhooks.settings import WorkerSettings
-    from certificate_api.webhooks.worker import Worker
     from schema import keyfiles
     from schema.db import make_engine, make_sessionmaker
     from schema.logs import configure_logging
+    from worker.delivery import Worker
+    from worker.settings import WorkerSettings
 
     settings = WorkerSettings()
     configure_logging(settings.log_level)
@@ -54,7 +54,7 @@ def list_events(state: str | None, limit: int) -> None:
     """Newest events with their attempts and last error; counts by state first."""
     from sqlalchemy.orm import Session, sessionmaker
 
-    from certificate_api.webhooks import outbox
+    from worker import outbox
 
     _settings, sessions = _context()
     assert isinstance(sessions, sessionmaker)
@@ -74,8 +74,8 @@ def requeue(event_ids: tuple[uuid.UUID, ...]) -> None:
     """Send failed events again: the given ids, or every failed event."""
     from sqlalchemy.orm import sessionmaker
 
-    from certificate_api.webhooks import outbox
-    from certificate_api.webhooks.settings import WorkerSettings
+    from worker import outbox
+    from worker.settings import WorkerSettings
 
     settings, sessions = _context()
     assert isinstance(sessions, sessionmaker) and isinstance(settings, WorkerSettings)
@@ -97,8 +97,8 @@ def enable(url: str | None) -> None:
     """Resume deliveries to an endpoint that answered 410."""
     from sqlalchemy.orm import sessionmaker
 
-    from certificate_api.webhooks import outbox
-    from certificate_api.webhooks.settings import WorkerSettings
+    from worker import outbox
+    from worker.settings import WorkerSettings
 
     settings, sessions = _context()
     assert isinstance(sessions, sessionmaker) and isinstance(settings, WorkerSettings)

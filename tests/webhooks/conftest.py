@@ -14,12 +14,12 @@ from sqlalchemy import Engine
 
 from account_api import create_app as create_account_app
 from certificate_api.main import create_app as create_certificate_app
-from certificate_api.webhooks.settings import WorkerSettings
-from certificate_api.webhooks.worker import Worker
 from schema import keyfiles
 from schema.db import make_engine, make_sessionmaker
 from tests.conftest import Customer, account_settings, certificate_settings, unique_email
 from tests.webhooks.receiver import Receiver
+from worker.delivery import Worker
+from worker.settings import WorkerSettings
 
 
 @dataclass

@@ -8,12 +8,12 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from certificate_api.webhooks import outbox
 from schema.base import utcnow
 from schema.db import make_sessionmaker
 from schema.events import Event, WebhookEndpoint
 from tests.webhooks.conftest import World
 from tests.webhooks.receiver import Receiver
+from worker import outbox
 
 
 def test_410_stops_deliveries_until_an_operator_re_enables(

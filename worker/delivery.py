@@ -18,11 +18,11 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from certificate_api.webhooks import outbox, signing
-from certificate_api.webhooks.settings import WorkerSettings
 from schema.base import utcnow
 from schema.db import normalize_url
 from schema.events import EVENTS_CHANNEL, Event
+from worker import outbox, signing
+from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
