@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -155,3 +157,33 @@ def set_not_after(engine: Any) -> Callable[[str, datetime], None]:
             )
 
     return move
+
+
+class RoundTrips:
+    """Counts the messages the async statement layer sends to PostgreSQL and waits on: every
+    `execute` of a psycopg async cursor (a batch of statements is one)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextlib.contextmanager
+    def at_most(self, budget: int) -> Iterator[None]:
+        """Fail when the block takes more round trips than its budget."""
+        start = self.count
+        yield
+        used = self.count - start
+        assert used <= budget, f"{used} round trips, budget {budget}"
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
+    """A round-trip counter for the certificate routes on PostgreSQL (see `RoundTrips`)."""
+    counter = RoundTrips()
+    original = psycopg.AsyncCursor.execute
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counter.count += 1
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", counted)
+    return counter
