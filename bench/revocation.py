@@ -26,8 +26,13 @@ from bench.services import BenchDatabase, Services, default_server
 from certificate_api.revocation.service import CrlCache, current_crl, revoked_entries
 from certificate_api.runtime import build_runtime
 from certificate_api.settings import CertificateSettings
+from core import sessions
+from core.issuance import issue_certificate
+from core.orders import IssueRequest
+from core.revocation import revoke_by_id
 from schema.base import utcnow
-from schema.certificates import Certificate, CrlRevision, bump_crl_revision, mark_revoked
+from schema.certificates import Certificate, CrlRevision
+from schema.tokens import TokenClaims
 
 
 def main() -> None:
@@ -60,14 +65,8 @@ async def _run(url: str, count: int) -> None:
         validity = timedelta(hours=settings.crl_validity_hours)
         owners = copy_accounts(url, max(count // 100, 1), "crl")
         # One real certificate to borrow a PEM from: the seeding only needs the shape.
-        from certificate_api.certificates import issuance
-        from certificate_api.certificates import service as certs
-
-        order = issuance.prepare("seed.example", [], [], "ec-p256", 90, None, True, 90, 199)
-        issued = issuance.sign(order, runtime.ca, settings.public_base_url)
-        await certs.store_issued(
-            runtime.db, runtime.keyring, owners[0], order, issued, None, "", timedelta(hours=1)
-        )
+        seed = IssueRequest("seed.example", key_type="ec-p256", validity_days=90)
+        await issue_certificate(runtime.issuer, TokenClaims(owners[0], "seed", 0), seed)
         templates = Templates.load(url)
         copy_certificates(url, templates, owners, count, "crl", held_every=10**12, revoked_every=1)
         vacuum_analyze(url)
@@ -94,8 +93,8 @@ async def _run(url: str, count: int) -> None:
             victim = session.query(Certificate).filter(Certificate.revoked_at.is_(None)).first()
             assert victim is not None
             victim_pem = victim.certificate_pem
-            mark_revoked(session, victim, "keyCompromise", None, utcnow())
-            bump_crl_revision(session, [victim])
+            tx = sessions.SessionTransaction(session)
+            sessions.run(revoke_by_id(tx, victim.id, "keyCompromise", None))
             session.commit()
             rebuild_ms, rebuilt = timed(lambda: current_crl(session, runtime.ca, cache, validity))
         await runtime.close()

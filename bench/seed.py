@@ -197,21 +197,22 @@ def explain_service_queries(
 ) -> dict[str, str]:
     """EXPLAIN (ANALYZE, BUFFERS) of the exact SQL the service runs to fetch one and list active.
 
-    The statements are the service's own (`certificate_api.certificates.queries` and
-    `service.list_statement`), compiled as the service compiles them, so the plans follow
+    The statements are the service's own (`core.queries` and
+    `core.certificates.list_statement`), compiled as the service compiles them, so the plans follow
     the service code as it changes.
     """
-    from certificate_api.certificates import queries, service
     from certificate_api.database import PostgresDatabase
+    from core import queries
+    from core.certificates import list_statement
 
     compiler = PostgresDatabase(url, size=1, timeout=1)  # compiles only: its pool never opens
     statements: dict[str, tuple[Any, dict[str, Any]]] = {
         "fetch by id": (
-            queries.VISIBLE,
+            queries.VISIBLE.statement,
             {"certificate_id": certificate_id, "account_id": account_id},
         ),
         "list active (limit 100)": (
-            service.list_statement(by_owner=True, active=True, status=None, after=False),
+            list_statement(by_owner=True, active=True, status=None, after=False).statement,
             {"owner": account_id, "now": datetime.now(UTC), "limit": 101},
         ),
     }

@@ -11,18 +11,25 @@ rest of the product (`schema/`). How they run depends on the backend:
   (docs/performance.md).
 - SQLite (the development default): executed by SQLAlchemy on the sync engine, in a thread.
 
-Either way a route sees rows with attribute access (`row.serial_number`) and the same Python
+Either way the core gets each query's own row type (`core.queries`) holding the same Python
 types (UUID, timezone-aware datetime, lists for JSON), and errors arrive as SQLAlchemy's
 (`IntegrityError`, `OperationalError`, `TimeoutError`), so the service's handlers answer
 them the same way (409/replay, 503).
+
+Skipping SQLAlchemy's execution also skips its type processing. So on PostgreSQL every
+parameter and result column is checked when its statement is compiled (`column_support`):
+a type psycopg converts as SQLAlchemy would passes; a TypeDecorator's `process_bind_param`
+is applied to each parameter value (`UtcDateTime` refuses a naive datetime here too); a
+type whose conversion would be skipped is refused with `UnconvertedType`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import anyio.to_thread
 import orjson
@@ -33,72 +40,102 @@ import psycopg.rows
 import psycopg.types.json
 import psycopg_pool
 from psycopg.types.json import Json
-from sqlalchemy import JSON, Connection, Engine
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Connection,
+    DateTime,
+    Engine,
+    Enum,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import psycopg as sa_psycopg
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import Compiled
+from sqlalchemy.sql.sqltypes import NullType
+from sqlalchemy.types import TypeEngine
+
+from core.statements import Command, Database, Pending, Query, R, Ready, Transaction
+from schema.base import UtcDateTime
+from schema.events import wake_workers
 
 Params = Mapping[str, Any]
-Statement = Executable  # a Core select, insert, update or delete
 IDLE = psycopg.pq.TransactionStatus.IDLE
-
-
-class Pending(Protocol):
-    """A statement sent, whose result is read later."""
-
-    async def one(self) -> Any: ...
-
-
-class Transaction(Protocol):
-    """Statements run in one transaction, committed when the block ends without error.
-
-    On PostgreSQL the statements are queued: `execute` and `start` send nothing, and the
-    queue goes as one message when a result is read (`one`, `all`, `Pending.one`) and at
-    commit. A transaction of several statements costs one or two round trips, not one per
-    statement. An error (a constraint, say) therefore surfaces at the next read or at the
-    commit instead of at its own statement; either way the transaction rolls back. On
-    SQLite each statement runs when it is called.
-    """
-
-    async def one(self, statement: Statement, **params: Any) -> Any: ...
-    async def all(self, statement: Statement, **params: Any) -> list[Any]: ...
-    async def execute(self, statement: Statement, **params: Any) -> None: ...
-    async def start(self, statement: Statement, **params: Any) -> Pending: ...
-
-
-class Database(Protocol):
-    """Reads outside a transaction, and transactions."""
-
-    async def one(self, statement: Statement, **params: Any) -> Any: ...
-    async def all(self, statement: Statement, **params: Any) -> list[Any]: ...
-    def transaction(self) -> contextlib.AbstractAsyncContextManager[Transaction]: ...
-    async def close(self) -> None: ...
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------
 
 
+class UnconvertedType(TypeError):
+    """A statement binds or returns a type whose conversion this layer would skip."""
+
+
+# Types psycopg reads and writes as SQLAlchemy would (JSON is wrapped by `_Prepared`;
+# NullType is an untyped parameter, which SQLAlchemy does not convert either).
+_NATIVE = (Uuid, String, Text, Boolean, Integer, BigInteger, LargeBinary, JSON, NullType)
+# TypeDecorators whose results psycopg already gives as `process_result_value` would:
+# timestamptz comes back aware, in the session's zone, which `_configure` pins to UTC.
+_NATIVE_RESULTS: tuple[type[TypeDecorator[Any]], ...] = (UtcDateTime,)
+
+
+def _str_enum_labels(kind: TypeEngine[Any]) -> bool:
+    """An Enum column of a StrEnum stored by value: psycopg returns the label, a string
+    equal to the member SQLAlchemy would return (and row types declare it `str`)."""
+    if type(kind) is not Enum or kind.enum_class is None:
+        return False
+    members = list(kind.enum_class)
+    return issubclass(kind.enum_class, enum.StrEnum) and kind.enums == [m.value for m in members]
+
+
+def column_support(kind: TypeEngine[Any], side: str) -> str:
+    """How this layer handles a type on one side (`bind` or `result`): "native", or
+    "decorated" (a TypeDecorator whose `process_bind_param` this layer applies); any other
+    type is refused with `UnconvertedType`, since its conversion would be skipped."""
+    if type(kind) in _NATIVE:
+        return "native"
+    if isinstance(kind, DateTime) and type(kind) is DateTime and kind.timezone:
+        return "native"
+    if side == "result" and _str_enum_labels(kind):
+        return "native"
+    if isinstance(kind, TypeDecorator) and column_support(kind.impl_instance, side) == "native":
+        if side == "bind":
+            return "decorated"
+        if isinstance(kind, _NATIVE_RESULTS):
+            return "native"
+    raise UnconvertedType(f"{side} of type {kind!r}: this layer does not convert it")
+
+
 class _Prepared:
     """A statement compiled for psycopg: its SQL, and how to turn parameters into psycopg's."""
 
-    __slots__ = ("compiled", "json_names", "sql")
+    __slots__ = ("compiled", "decorated", "json_names", "sql")
 
     def __init__(self, compiled: Compiled) -> None:
         self.compiled = compiled
         self.sql = compiled.string
-        self.json_names = frozenset(
-            name
-            for name, bind in compiled.binds.items()  # type: ignore[attr-defined]
-            if isinstance(bind.type, JSON)
-        )
+        binds = compiled.binds.items()  # type: ignore[attr-defined]
+        handling = {name: column_support(bind.type, "bind") for name, bind in binds}
+        for column in getattr(compiled, "_result_columns", None) or ():
+            column_support(column.type, "result")
+        self.json_names = frozenset(name for name, bind in binds if isinstance(bind.type, JSON))
+        self.decorated = {name: bind.type for name, bind in binds if handling[name] == "decorated"}
 
     def params(self, given: Params) -> dict[str, Any]:
         values = dict(self.compiled.construct_params(dict(given)) or {})
         for name in self.json_names:
             if values.get(name) is not None:
                 values[name] = Json(values[name])
+        for name, kind in self.decorated.items():
+            if name in values:
+                values[name] = kind.process_bind_param(values[name], self.compiled.dialect)
         return values
 
 
@@ -116,22 +153,28 @@ def _as_sqlalchemy_errors() -> Any:
 
 
 async def _run_prepared(
-    conn: psycopg.AsyncConnection[Any], prepared: _Prepared, params: Params
-) -> psycopg.AsyncCursor[Any]:
+    conn: psycopg.AsyncConnection[Any], prepared: _Prepared, query: Query[R], params: Params
+) -> psycopg.AsyncCursor[R]:
     """One statement on its own: server-side parameters, prepared after a few uses."""
+    cursor = conn.cursor(row_factory=_row_factory(query))
     with _as_sqlalchemy_errors():
-        return await conn.execute(prepared.sql, prepared.params(params))
+        return await cursor.execute(prepared.sql, prepared.params(params))
 
 
-class _Result:
+def _row_factory(query: Query[R]) -> psycopg.rows.BaseRowFactory[R]:
+    return psycopg.rows.args_row(query.row)
+
+
+class _Result(Pending[R]):
     """The rows one queued statement returns: there once its batch has been sent."""
 
-    def __init__(self, tx: _PostgresTransaction) -> None:
+    def __init__(self, tx: _PostgresTransaction, query: Query[R]) -> None:
         self.tx = tx
-        self.rows: list[Any] = []
+        self.query = query
+        self.rows: list[R] = []
         self.sent = False
 
-    async def one(self) -> Any:
+    async def one(self) -> R | None:
         if not self.sent:
             await self.tx.send()
         return self.rows[0] if self.rows else None
@@ -148,13 +191,16 @@ class _PostgresTransaction:
         self.conn = conn
         self.cursor = psycopg.AsyncClientCursor(conn)
         # Each statement with where its rows go (None: it returns none worth keeping).
-        self.queued: list[tuple[str, _Result | None]] = [("BEGIN", None)]
+        self.queued: list[tuple[str, _Result[Any] | None]] = [("BEGIN", None)]
+        self.committed: list[Callable[[], None]] = []
 
-    def _queue(self, statement: Statement, params: Params, *, rows: bool) -> _Result:
+    def _sql(self, statement: Executable, params: Params) -> str:
         prepared = self.db.prepared(statement)
-        result = _Result(self)
-        sql = self.cursor.mogrify(prepared.sql, prepared.params(params))
-        self.queued.append((sql, result if rows else None))
+        return self.cursor.mogrify(prepared.sql, prepared.params(params))
+
+    def _queue(self, query: Query[R], params: Params) -> _Result[R]:
+        result = _Result(self, query)
+        self.queued.append((self._sql(query.statement, params), result))
         return result
 
     async def send(self, then: str | None = None) -> None:
@@ -170,21 +216,29 @@ class _PostgresTransaction:
                 if index:
                     self.cursor.nextset()
                 if result is not None:
+                    self.cursor.row_factory = _row_factory(result.query)
                     result.rows, result.sent = await self.cursor.fetchall(), True
 
-    async def one(self, statement: Statement, **params: Any) -> Any:
-        return await self._queue(statement, params, rows=True).one()
+    async def one(self, query: Query[R], **params: Any) -> R | None:
+        return await self._queue(query, params).one()
 
-    async def all(self, statement: Statement, **params: Any) -> list[Any]:
-        result = self._queue(statement, params, rows=True)
+    async def all(self, query: Query[R], **params: Any) -> list[R]:
+        result = self._queue(query, params)
         await self.send()
         return result.rows
 
-    async def execute(self, statement: Statement, **params: Any) -> None:
-        self._queue(statement, params, rows=False)
+    async def execute(self, statement: Command, **params: Any) -> None:
+        self.queued.append((self._sql(statement, params), None))
 
-    async def start(self, statement: Statement, **params: Any) -> Pending:
-        return self._queue(statement, params, rows=True)
+    async def start(self, query: Query[R], **params: Any) -> Pending[R]:
+        return self._queue(query, params)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.committed.append(callback)
+
+    def events_recorded(self) -> None:
+        if self.db.wake_workers not in self.committed:
+            self.committed.append(self.db.wake_workers)
 
     async def commit(self) -> None:
         await self.send(then="COMMIT")
@@ -216,7 +270,14 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
 class PostgresDatabase:
     """psycopg's async pool; connections in autocommit, transactions explicit."""
 
-    def __init__(self, url: str, size: int, timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        size: int,
+        timeout: float,
+        wake_workers: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.wake_workers = wake_workers  # after a commit that recorded events
         parsed = make_url(url).set(drivername="postgresql")
         # Every session in UTC, added to any `options` the URL carries (psycopg's keyword
         # arguments would replace them).
@@ -228,7 +289,7 @@ class PostgresDatabase:
         )
         self.checking: asyncio.Future[None] | None = None
         self.dialect = sa_psycopg.dialect()  # type: ignore[no-untyped-call]
-        self.cache: dict[Statement, _Prepared] = {}
+        self.cache: dict[Executable, _Prepared] = {}
         self.pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] = (
             psycopg_pool.AsyncConnectionPool(
                 conninfo,
@@ -248,7 +309,9 @@ class PostgresDatabase:
     async def open(self) -> None:
         await self.pool.open(wait=False)
 
-    def prepared(self, statement: Statement) -> _Prepared:
+    def prepared(self, statement: Executable) -> _Prepared:
+        """The statement compiled for psycopg, once; refused (`UnconvertedType`) if it binds
+        or returns a type this layer would not convert as SQLAlchemy does."""
         prepared = self.cache.get(statement)
         if prepared is None:
             compiled = cast(ClauseElement, statement).compile(dialect=self.dialect)
@@ -273,14 +336,16 @@ class PostgresDatabase:
         finally:
             self.checking = None
 
-    async def one(self, statement: Statement, **params: Any) -> Any:
+    async def one(self, query: Query[R], **params: Any) -> R | None:
         async with self._connection() as conn:
-            cursor = await _run_prepared(conn, self.prepared(statement), params)
+            prepared = self.prepared(query.statement)
+            cursor = await _run_prepared(conn, prepared, query, params)
             return await cursor.fetchone()
 
-    async def all(self, statement: Statement, **params: Any) -> list[Any]:
+    async def all(self, query: Query[R], **params: Any) -> list[R]:
         async with self._connection() as conn:
-            cursor = await _run_prepared(conn, self.prepared(statement), params)
+            prepared = self.prepared(query.statement)
+            cursor = await _run_prepared(conn, prepared, query, params)
             return await cursor.fetchall()
 
     @contextlib.asynccontextmanager
@@ -293,6 +358,8 @@ class PostgresDatabase:
             except BaseException:
                 await tx.rollback()
                 raise
+        for callback in tx.committed:
+            callback()
 
     async def close(self) -> None:
         await self.pool.close()
@@ -304,30 +371,30 @@ class PostgresDatabase:
 class _SqliteTransaction:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.committed: list[Callable[[], None]] = []
 
     async def _run(self, call: Callable[[], Any]) -> Any:
         return await anyio.to_thread.run_sync(call)
 
-    async def one(self, statement: Statement, **params: Any) -> Any:
-        return await self._run(lambda: self.conn.execute(statement, params).first())
+    async def one(self, query: Query[R], **params: Any) -> R | None:
+        row = await self._run(lambda: self.conn.execute(query.statement, params).first())
+        return None if row is None else query.make(row)
 
-    async def all(self, statement: Statement, **params: Any) -> list[Any]:
-        rows: list[Any] = await self._run(lambda: list(self.conn.execute(statement, params).all()))
-        return rows
+    async def all(self, query: Query[R], **params: Any) -> list[R]:
+        rows = await self._run(lambda: list(self.conn.execute(query.statement, params).all()))
+        return [query.make(row) for row in rows]
 
-    async def execute(self, statement: Statement, **params: Any) -> None:
+    async def execute(self, statement: Command, **params: Any) -> None:
         await self._run(lambda: self.conn.execute(statement, params))
 
-    async def start(self, statement: Statement, **params: Any) -> Pending:
-        return _Ready(await self.one(statement, **params))
+    async def start(self, query: Query[R], **params: Any) -> Pending[R]:
+        return Ready(await self.one(query, **params))
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.committed.append(callback)
 
-class _Ready:
-    def __init__(self, row: Any) -> None:
-        self.row = row
-
-    async def one(self) -> Any:
-        return self.row
+    def events_recorded(self) -> None:
+        return None  # SQLite has no NOTIFY: workers poll
 
 
 class SqliteDatabase:
@@ -336,23 +403,26 @@ class SqliteDatabase:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def one(self, statement: Statement, **params: Any) -> Any:
+    async def one(self, query: Query[R], **params: Any) -> R | None:
         async with self.transaction() as tx:
-            return await tx.one(statement, **params)
+            return await tx.one(query, **params)
 
-    async def all(self, statement: Statement, **params: Any) -> list[Any]:
+    async def all(self, query: Query[R], **params: Any) -> list[R]:
         async with self.transaction() as tx:
-            return await tx.all(statement, **params)
+            return await tx.all(query, **params)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         conn = await anyio.to_thread.run_sync(self.engine.connect)
+        tx = _SqliteTransaction(conn)
         try:
             await anyio.to_thread.run_sync(conn.begin)
-            yield _SqliteTransaction(conn)
+            yield tx
             await anyio.to_thread.run_sync(conn.commit)
         finally:
             await anyio.to_thread.run_sync(conn.close)  # rolls back if not committed
+        for callback in tx.committed:
+            callback()
 
     async def close(self) -> None:
         return None
@@ -361,7 +431,8 @@ class SqliteDatabase:
 async def open_database(engine: Engine, size: int, timeout: float) -> Database:
     """The async database for the engine's URL (PostgreSQL or SQLite)."""
     if engine.dialect.name == "postgresql":
-        db = PostgresDatabase(engine.url.render_as_string(hide_password=False), size, timeout)
+        url = engine.url.render_as_string(hide_password=False)
+        db = PostgresDatabase(url, size, timeout, lambda: wake_workers(engine))
         await db.open()
         return db
     return SqliteDatabase(engine)

@@ -11,8 +11,8 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
-from certificate_api.errors import Unauthorized
 from certificate_api.runtime import Runtime
+from core.errors import Unauthorized
 from schema.tokens import InvalidToken, TokenClaims
 
 # The token URL is the account service's: /docs "Authorize" logs in there (CORS allows it).
@@ -57,9 +57,8 @@ async def get_caller(
     """The verified claims of the bearer token; 401 otherwise.
 
     Only the signature and claims are checked here (no I/O, so on the event loop); that the
-    account still exists is checked by the route, in the same thread and transaction as its
-    own queries (`service.authorize`): one database connection per request, held only while
-    it is used.
+    account still exists is checked by the core, in the operation's own queries
+    (`core.actors`): one database connection per request, held only while it is used.
     """
     if not token:
         raise Unauthorized()

@@ -1,4 +1,6 @@
-"""One error family, turned into RFC 9457 problem+json by one set of handlers."""
+"""Every failure as RFC 9457 problem+json, in one place: the core's domain errors (their
+status, and each domain field at the HTTP location this service carries it in), this
+service's own transport errors, and FastAPI's and Starlette's."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core import errors as domain
 from schema.logs import request_id_var
 
 log = logging.getLogger(__name__)
@@ -38,41 +41,6 @@ class ApiError(Exception):
         self.errors = errors
 
 
-class NotFound(ApiError):
-    status, title = 404, "Not Found"
-
-
-class Conflict(ApiError):
-    status, title = 409, "Conflict"
-
-
-class Gone(ApiError):
-    status, title = 410, "Gone"
-
-
-class Unauthorized(ApiError):
-    status, title = 401, "Unauthorized"
-
-    def __init__(self, detail: str = "missing, invalid or expired access token") -> None:
-        super().__init__(detail, {"WWW-Authenticate": 'Bearer realm="tessera"'})
-
-
-class Forbidden(ApiError):
-    status, title = 403, "Forbidden"
-
-
-class Unprocessable(ApiError):
-    status, title = 422, "Unprocessable Content"
-
-    @classmethod
-    def field(cls, loc: Sequence[str | int], msg: str) -> Unprocessable:
-        """A 422 naming one field."""
-        return cls(
-            f"invalid request: {'.'.join(map(str, loc))}: {msg}",
-            errors=[{"loc": list(loc), "msg": msg}],
-        )
-
-
 class ServiceUnavailable(ApiError):
     status, title = 503, "Service Unavailable"
 
@@ -85,6 +53,51 @@ def problem(
 
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
+
+
+# A domain error's status and title.
+_STATUS: dict[type[domain.DomainError], tuple[int, str]] = {
+    domain.Invalid: (422, "Unprocessable Content"),
+    domain.Unauthorized: (401, "Unauthorized"),
+    domain.Forbidden: (403, "Forbidden"),
+    domain.NotFound: (404, "Not Found"),
+    domain.Conflict: (409, "Conflict"),
+    domain.Gone: (410, "Gone"),
+    domain.RateLimited: (429, "Too Many Requests"),
+}
+# Where this service carries the domain fields that are not in a request body.
+_OUTSIDE_BODY: dict[str, list[str | int]] = {
+    "idempotency_key": ["header", "Idempotency-Key"],
+    "cursor": ["query", "cursor"],
+}
+
+
+def location(field: Sequence[str | int]) -> list[str | int]:
+    """The HTTP location (`loc`) of a domain field of this service's requests."""
+    head = field[0] if field else ""
+    if isinstance(head, str) and head in _OUTSIDE_BODY:
+        return [*_OUTSIDE_BODY[head], *field[1:]]
+    return ["body", *field]
+
+
+def domain_problem(exc: domain.DomainError) -> Response:
+    """A domain error as problem+json: its status, its fields at their HTTP locations."""
+    status, title = next(
+        (mapped for kind, mapped in _STATUS.items() if isinstance(exc, kind)), (400, "Bad Request")
+    )
+    headers: dict[str, str] = {}
+    if isinstance(exc, domain.Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="tessera"'
+    if isinstance(exc, domain.RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    detail, extra = exc.detail, {}
+    if exc.fields:
+        errors = [{"loc": location(f.field), "msg": f.msg} for f in exc.fields]
+        extra["errors"] = errors
+        if isinstance(exc, domain.Invalid):
+            where = ", ".join(".".join(map(str, err["loc"])) for err in errors)
+            detail = f"invalid request: {where}: {'; '.join(f.msg for f in exc.fields)}"
+    return problem(status, title, detail, headers, **extra)
 
 
 def _field_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
@@ -103,6 +116,10 @@ def register_error_handlers(app: FastAPI) -> None:
     async def _api_error(_request: Request, exc: ApiError) -> Response:
         extra = {"errors": exc.errors} if exc.errors else {}
         return problem(exc.status, exc.title, exc.detail, exc.headers, **extra)
+
+    @app.exception_handler(domain.DomainError)
+    async def _domain_error(_request: Request, exc: domain.DomainError) -> Response:
+        return domain_problem(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> Response:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from certificate_api.authority import service as authority
 from certificate_api.authority.service import IssuingCa
-from certificate_api.database import Database, open_database
+from certificate_api.database import open_database
 from certificate_api.pki.keypool import KeyPool
 from certificate_api.pki.keys import KeyType
 from certificate_api.pki.sealing import Keyring, parse_keyring
 from certificate_api.revocation.service import CrlCache, ResponderKeeper, ensure_crl_state
 from certificate_api.settings import CertificateSettings
+from core.issuance import Issuer
+from core.orders import Limits
+from core.statements import Database
 from schema import keyfiles
 from schema.db import make_engine, make_sessionmaker
 from schema.tokens import VerifiedTokens, load_verify_key, verify_access_token
@@ -34,6 +38,20 @@ class Runtime:
     responder: ResponderKeeper
     key_pool: KeyPool
     db: Database  # async, for the hot routes; opened by the app's lifespan
+
+    @property
+    def issuer(self) -> Issuer:
+        """What issuance needs, with the issuing CA as it is now."""
+        settings = self.settings
+        return Issuer(
+            db=self.db,
+            ca=self.ca,
+            keyring=self.keyring,
+            key_pool=self.key_pool,
+            public_base_url=settings.public_base_url,
+            limits=Limits(settings.default_validity_days, settings.max_validity_days),
+            idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        )
 
     async def close(self) -> None:
         """Stop the key pool's refills and release the connection pools."""

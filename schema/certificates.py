@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Protocol
 
 from sqlalchemy import (
     JSON,
@@ -16,15 +14,11 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
-    delete,
-    select,
     text,
-    update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from schema.base import BIGINT_PK, Base, utcnow
-from schema.events import EventType, record_event
 
 
 class Status(enum.StrEnum):
@@ -45,25 +39,6 @@ def status_of(
     if not_after <= now:
         return Status.EXPIRED
     return Status.ACTIVE if is_active else Status.INACTIVE
-
-
-class CertificateFields(Protocol):
-    """What rules and replies read of a certificate: an ORM object or a result row."""
-
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def account_id(self) -> uuid.UUID: ...
-    @property
-    def serial_number(self) -> str: ...
-    @property
-    def is_active(self) -> bool: ...
-    @property
-    def revoked_at(self) -> datetime | None: ...
-    @property
-    def revocation_reason(self) -> str | None: ...
-    @property
-    def not_after(self) -> datetime: ...
 
 
 class CaRole(enum.StrEnum):
@@ -244,109 +219,3 @@ class CrlRevision(Base):
     )
     slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     revision: Mapped[int] = mapped_column(BIGINT_PK, default=0)
-
-
-def certificate_event_data(cert: CertificateFields, now: datetime | None = None) -> dict[str, Any]:
-    """The `data` of a certificate webhook event, as the contract lists it."""
-    status = status_of(cert.revoked_at, cert.not_after, cert.is_active, now or utcnow())
-    data: dict[str, Any] = {
-        "certificate_id": str(cert.id),
-        "account_id": str(cert.account_id),
-        "serial_number": cert.serial_number,
-        "is_active": cert.is_active,
-        "status": status.value,
-    }
-    if cert.revocation_reason is not None:
-        data["reason"] = cert.revocation_reason
-    elif not cert.is_active and status is Status.INACTIVE:
-        data["reason"] = "certificateHold"
-    return data
-
-
-# --- changes both services make -------------------------------------------------------------
-# The certificate service revokes one certificate; the account service revokes all of a deleted
-# account's. Both go through these, so a revocation always has its history row, its event and
-# its CRL revision bump in the same transaction.
-
-
-def history_values(
-    cert: CertificateFields,
-    action: str,
-    before: Status | None,
-    actor_id: uuid.UUID | None,
-    now: datetime,
-    reason: str | None = None,
-) -> dict[str, Any]:
-    """The columns of the audit row of one state change."""
-    return {
-        "certificate_id": cert.id,
-        "action": action,
-        "from_status": before.value if before else None,
-        "to_status": status_of(cert.revoked_at, cert.not_after, cert.is_active, now).value,
-        "reason": reason,
-        "actor_id": actor_id,
-        "at": now,
-    }
-
-
-def history_entry(
-    cert: CertificateFields,
-    action: str,
-    before: Status | None,
-    actor_id: uuid.UUID | None,
-    now: datetime,
-    reason: str | None = None,
-) -> CertificateHistory:
-    """The audit row of one state change, for a session."""
-    return CertificateHistory(**history_values(cert, action, before, actor_id, now, reason))
-
-
-def crl_slot(certificate_id: uuid.UUID) -> int:
-    """Which of its issuer's change-counter slots a certificate's changes bump."""
-    return certificate_id.int % CRL_SLOTS
-
-
-def bump_crl_revision(session: Session, certs: Iterable[Certificate]) -> None:
-    """Mark the CRLs of these certificates' issuers stale. Call last before commit: it
-    locks a counter slot until then."""
-    slots = sorted({(cert.issuer_id, crl_slot(cert.id)) for cert in certs})
-    for issuer_id, slot in slots:  # in one order, so two transactions cannot deadlock
-        session.execute(
-            update(CrlRevision)
-            .where(CrlRevision.issuer_id == issuer_id, CrlRevision.slot == slot)
-            .values(revision=CrlRevision.revision + 1)
-        )
-
-
-def mark_revoked(
-    session: Session, cert: Certificate, reason: str, actor_id: uuid.UUID | None, now: datetime
-) -> None:
-    """Revoke one certificate in the session: fields, history row and event."""
-    before = cert.status_at(now)
-    cert.revoked_at = now
-    cert.revocation_reason = reason
-    cert.updated_at = now
-    session.add(history_entry(cert, "revoked", before, actor_id, now, reason))
-    record_event(session, EventType.CERTIFICATE_REVOKED, cert.id, certificate_event_data(cert, now))
-
-
-def revoke_account_certificates(
-    session: Session, account_id: uuid.UUID, reason: str, actor_id: uuid.UUID | None, now: datetime
-) -> int:
-    """Revoke every certificate of an account and destroy its stored keys; returns how many
-    were revoked now. The caller commits, with whatever change this belongs to."""
-    certs = session.scalars(
-        select(Certificate)
-        .where(Certificate.account_id == account_id, Certificate.revoked_at.is_(None))
-        .order_by(Certificate.created_at, Certificate.id)
-        .with_for_update()
-    ).all()
-    for cert in certs:
-        mark_revoked(session, cert, reason, actor_id, now)
-    owned = select(Certificate.id).where(Certificate.account_id == account_id)
-    session.execute(
-        delete(CertificateKey).where(CertificateKey.certificate_id.in_(owned)),
-        execution_options={"synchronize_session": False},
-    )
-    bump_crl_revision(session, certs)
-    return len(certs)

@@ -13,9 +13,10 @@ from account_api.auth import throttle
 from account_api.auth.passwords import Passwords
 from account_api.errors import Conflict, NotFound, TooManyRequests, Unauthorized
 from account_api.settings import AccountSettings
+from core import sessions
+from core.revocation import revoke_account_certificates
 from schema.accounts import Account, Role
 from schema.base import rfc3339, utcnow
-from schema.certificates import revoke_account_certificates
 from schema.events import EventType, record_event
 
 BAD_CREDENTIALS = "incorrect email or password"
@@ -137,7 +138,11 @@ def delete_account(
     if account.is_deleted:
         raise NotFound("no such account")
     account.deleted_at = moment
-    revoke_account_certificates(session, account.id, "cessationOfOperation", actor_id, moment)
+    # The one revocation of the core, run on this session inside this transaction.
+    tx = sessions.SessionTransaction(session)
+    sessions.run(
+        revoke_account_certificates(tx, account.id, "cessationOfOperation", actor_id, moment)
+    )
     record_event(
         session,
         EventType.ACCOUNT_DELETED,

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import uuid
 from datetime import UTC, timedelta
 from typing import Annotated, Any
 
-import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 
-from certificate_api.certificates import idempotency, issuance, service
 from certificate_api.certificates.schemas import (
     CertificateCreate,
     CertificateCreated,
@@ -24,10 +21,15 @@ from certificate_api.certificates.schemas import (
     StatusName,
 )
 from certificate_api.deps import Caller, RuntimeDep
-from certificate_api.errors import Forbidden, Gone, problems
+from certificate_api.errors import problems
+from core import certificates, holds, revocation
+from core.certificates import ListFilter
+from core.idempotency import Idempotency
+from core.issuance import issue_certificate as issue
+from core.orders import IssueRequest
+from core.queries import CertificateRow
 from schema.base import utcnow
-from schema.certificates import CertificateFields, Status, status_of
-from schema.events import wake_workers
+from schema.certificates import Status, status_of
 
 router = APIRouter(prefix="/api/certificates", tags=["certificates"])
 PEM_CHAIN = "application/pem-certificate-chain"
@@ -39,28 +41,27 @@ IdempotencyKey = Annotated[
 ]
 
 
-def shape(cert: CertificateFields, chain_pem: str) -> dict[str, Any]:
-    """The contract's certificate object, from an ORM object or a row with the certificate's
-    columns. Ids and times stay objects: `reply` writes them (RFC 3339 in UTC, to the second,
-    as the contract shows: `2026-11-23T18:41:30Z`)."""
+def shape(cert: CertificateRow, chain_pem: str) -> dict[str, Any]:
+    """The contract's certificate object. Ids and times stay objects: `reply` writes them
+    (RFC 3339 in UTC, to the second, as the contract shows: `2026-11-23T18:41:30Z`)."""
     return {
         "id": cert.id,
         "account_id": cert.account_id,
         "serial_number": cert.serial_number,
-        "common_name": cert.common_name,  # type: ignore[attr-defined]
-        "dns_names": cert.dns_names,  # type: ignore[attr-defined]
-        "ip_addresses": cert.ip_addresses,  # type: ignore[attr-defined]
-        "key_type": cert.key_type,  # type: ignore[attr-defined]
+        "common_name": cert.common_name,
+        "dns_names": cert.dns_names,
+        "ip_addresses": cert.ip_addresses,
+        "key_type": cert.key_type,
         "is_active": cert.is_active,
         "status": status_of(cert.revoked_at, cert.not_after, cert.is_active, utcnow()).value,
         "revocation_reason": cert.revocation_reason,
-        "not_before": cert.not_before,  # type: ignore[attr-defined]
+        "not_before": cert.not_before,
         "not_after": cert.not_after,
-        "certificate_pem": cert.certificate_pem,  # type: ignore[attr-defined]
+        "certificate_pem": cert.certificate_pem,
         "chain_pem": chain_pem,
-        "has_private_key": cert.has_private_key,  # type: ignore[attr-defined]
-        "created_at": cert.created_at,  # type: ignore[attr-defined]
-        "updated_at": cert.updated_at,  # type: ignore[attr-defined]
+        "has_private_key": cert.has_private_key,
+        "created_at": cert.created_at,
+        "updated_at": cert.updated_at,
     }
 
 
@@ -101,58 +102,17 @@ async def issue_certificate(
 ) -> Response:
     """Issue for the calling account. Without `csr` the service makes the key pair and this
     reply (only this one) carries `private_key_pem`; with `csr` the key stays with you."""
-    settings = runtime.settings
-    db = runtime.db
-    ttl = timedelta(hours=settings.idempotency_ttl_hours)
-    account_id = caller.account_id
-    # Checked before anything else (a deleted account's token is 401 whatever the body);
-    # storing checks again under a lock, for an account deleted while this request signs.
-    await service.authorize(db, caller)
-    fingerprint = ""
-    cert: Any = None
-    if idempotency_key is not None:
-        fingerprint = idempotency.request_fingerprint(body.model_dump())
-        cert = await idempotency.replay(db, account_id, "issue", idempotency_key, fingerprint, ttl)
-    key_pem: str | None = None
-    if cert is None:
-        order = issuance.prepare(
-            body.common_name,
-            body.dns_names,
-            body.ip_addresses,
-            body.key_type,
-            body.validity_days,
-            body.csr,
-            body.is_active,
-            settings.default_validity_days,
-            settings.max_validity_days,
-        )
-        # Signing takes a fraction of a millisecond, on this loop; making an RSA key does
-        # not, so when the pool has none ready it is made in a thread.
-        sign = functools.partial(
-            issuance.sign, order, runtime.ca, settings.public_base_url, runtime.key_pool
-        )
-        if issuance.makes_slow_key(order, runtime.key_pool):
-            issued = await anyio.to_thread.run_sync(sign)
-        else:
-            issued = sign()
-        cert, new = await service.store_issued(
-            db, runtime.keyring, account_id, order, issued, idempotency_key, fingerprint, ttl
-        )
-        if new:
-            wake_workers(runtime.engine)
-            if issued.private_key_pem is not None:
-                key_pem = issued.private_key_pem.decode()
-    if key_pem is None and cert.has_private_key:
-        # A replay: the same key as the first reply, unsealed from its row.
-        key_pem = await service.private_key_pem(db, runtime.keyring, cert.id)
+    request = IssueRequest(**body.model_dump())
+    result = await issue(runtime.issuer, caller, request, idempotency_key)
+    cert = result.certificate
     created = shape(cert, runtime.ca.chain_pem)
-    created["private_key_pem"] = key_pem
+    created["private_key_pem"] = result.private_key_pem
     return reply(created, 201, Location=f"/api/certificates/{cert.id}")
 
 
-def _etag(cert: CertificateFields, variant: str) -> str:
+def _etag(cert: CertificateRow, variant: str) -> str:
     status = status_of(cert.revoked_at, cert.not_after, cert.is_active, utcnow())
-    updated_at = cert.updated_at.astimezone(UTC).isoformat()  # type: ignore[attr-defined]
+    updated_at = cert.updated_at.astimezone(UTC).isoformat()
     state = f"{cert.id}|{updated_at}|{status.value}|{variant}"
     return '"' + hashlib.sha256(state.encode()).hexdigest()[:32] + '"'
 
@@ -178,7 +138,7 @@ async def get_certificate(
     caller: Caller,
 ) -> Response:
     """The certificate as JSON, or as PEM (leaf then chain). Carries an ETag."""
-    cert, _actor = await service.visible_to(runtime.db, certificate_id, caller)
+    cert, _actor = await certificates.visible_to(runtime.db, certificate_id, caller)
     wants_pem = PEM_CHAIN in request.headers.get("accept", "")
     etag = _etag(cert, "pem" if wants_pem else "json")
     headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Accept"}
@@ -208,10 +168,8 @@ async def list_certificates(
     account_id: Annotated[uuid.UUID | None, Query(description="admins: one account")] = None,
 ) -> Response:
     """Your certificates (admins: anyone's), newest first, a page at a time."""
-    actor = await service.authorize(runtime.db, caller)
-    rows, next_cursor = await service.list_page(
-        runtime.db, actor, account_id, active, Status(status) if status else None, cursor, limit
-    )
+    wanted = ListFilter(account_id, active, Status(status) if status else None)
+    rows, next_cursor = await certificates.list_page(runtime.db, caller, wanted, cursor, limit)
     items = [shape(c, runtime.ca.chain_pem) for c in rows]
     return reply({"items": items, "next_cursor": next_cursor})
 
@@ -229,10 +187,8 @@ async def update_certificate(
     caller: Caller,
 ) -> Response:
     """`is_active: false` holds it (CRL/OCSP say certificateHold); `true` releases it."""
-    cert, changed = await service.set_active(runtime.db, certificate_id, caller, body.is_active)
-    if changed:
-        wake_workers(runtime.engine)
-    return reply(shape(cert, runtime.ca.chain_pem))
+    result = await holds.set_active(runtime.db, certificate_id, caller, body.is_active)
+    return reply(shape(result.certificate, runtime.ca.chain_pem))
 
 
 @router.post(
@@ -249,18 +205,11 @@ async def revoke_certificate(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Permanent revocation with an RFC 5280 reason; it shows on the next CRL and in OCSP."""
-    fingerprint = ""
-    if idempotency_key is not None:
-        fingerprint = idempotency.request_fingerprint(
-            {"id": str(certificate_id), **body.model_dump()}
-        )
+    asked = {"id": str(certificate_id), "reason": body.reason}
     ttl = timedelta(hours=runtime.settings.idempotency_ttl_hours)
-    cert, changed = await service.revoke(
-        runtime.db, certificate_id, caller, body.reason, idempotency_key, fingerprint, ttl
-    )
-    if changed:
-        wake_workers(runtime.engine)
-    return reply(shape(cert, runtime.ca.chain_pem))
+    idem = Idempotency.of(idempotency_key, asked, ttl)
+    result = await revocation.revoke(runtime.db, certificate_id, caller, body.reason, idem)
+    return reply(shape(result.certificate, runtime.ca.chain_pem))
 
 
 @router.get(
@@ -277,12 +226,5 @@ async def get_private_key(
 ) -> Response:
     """The PKCS#8 key the service made, to its owner only; 410 once destroyed or for a CSR.
     An admin learns whether a key is still held (410 when not) but cannot download it (403)."""
-    cert, actor = await service.visible_to(runtime.db, certificate_id, caller)
-    if not cert.has_private_key:
-        raise Gone("the private key was destroyed or never held (CSR)")
-    if cert.account_id != actor.id:
-        raise Forbidden("only the certificate's owner can download its private key")
-    pem = await service.private_key_pem(runtime.db, runtime.keyring, cert.id)
-    if pem is None:  # destroyed since the certificate was read
-        raise Gone("the private key was destroyed or never held (CSR)")
+    pem = await certificates.private_key(runtime.db, runtime.keyring, certificate_id, caller)
     return Response(pem, media_type="application/x-pem-file", headers={"Cache-Control": "no-store"})

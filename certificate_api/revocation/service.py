@@ -2,7 +2,7 @@
 
 The CRL is rebuilt only when something changed. Every hold, release and revocation bumps
 the issuer's revision (a counter spread over `crl_revisions` slots) in its own transaction
-(`schema.certificates.bump_crl_revision`), and a built CRL records the revision it was built
+(`core.records.bump_crl_revisions`), and a built CRL records the revision it was built
 from. A request compares the two in one small read: equal means the stored CRL already
 reflects every committed change; different means build one, and publish it with a
 compare-and-set on the CRL number so that concurrent builders in several processes never
@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import NamedTuple
 
 import anyio.to_thread
 from cryptography.hazmat.primitives import serialization
@@ -30,11 +30,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from certificate_api.authority.service import IssuingCa, unseal_key
-from certificate_api.database import Database
 from certificate_api.pki import revocation as pki
 from certificate_api.pki.ca import Issuer, load_signer
 from certificate_api.pki.keys import KeyType, private_key_to_pem
 from certificate_api.pki.sealing import Keyring, seal
+from core.statements import Database, Query
 from schema.base import utcnow
 from schema.certificates import (
     CRL_SLOTS,
@@ -329,19 +329,31 @@ class ResponderKeeper:
         return responder
 
 
+class StatusRow(NamedTuple):
+    """What OCSP needs of a certificate."""
+
+    revoked_at: datetime | None
+    revocation_reason: str | None
+    is_active: bool
+    held_at: datetime | None
+
+
 # What OCSP needs of a certificate, by the issuer and serial a request names.
-STATUS = select(
-    Certificate.revoked_at,
-    Certificate.revocation_reason,
-    Certificate.is_active,
-    Certificate.held_at,
-).where(
-    Certificate.serial_number == bindparam("serial_number"),
-    Certificate.issuer_id == bindparam("issuer_id"),
+STATUS = Query(
+    select(
+        Certificate.revoked_at,
+        Certificate.revocation_reason,
+        Certificate.is_active,
+        Certificate.held_at,
+    ).where(
+        Certificate.serial_number == bindparam("serial_number"),
+        Certificate.issuer_id == bindparam("issuer_id"),
+    ),
+    StatusRow,
 )
 
 
-def certificate_status(row: Any) -> pki.CertStatus:
+def certificate_status(row: StatusRow | None) -> pki.CertStatus:
     """good, revoked (a hold is revoked with certificateHold), or unknown (no row)."""
     if row is None:
         return pki.CertStatus(ocsp.OCSPCertStatus.UNKNOWN)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from sqlalchemy import bindparam, create_engine, func, insert, select, text
 from sqlalchemy import exc as sa_exc
 
 from certificate_api.database import PostgresDatabase
+from core.statements import Query
 from schema.db import normalize_url
 from schema.events import WebhookEndpoint
 from tests.conftest import postgres_only
@@ -19,10 +20,17 @@ from tests.conftest import postgres_only
 pytestmark = postgres_only
 
 ADD_ENDPOINT = insert(WebhookEndpoint).values(url=bindparam("address"))
-ENDPOINTS = (
-    select(func.count())
+
+
+class Count(NamedTuple):
+    n: int
+
+
+ENDPOINTS = Query(
+    select(func.count().label("n"))
     .select_from(WebhookEndpoint)
-    .where(WebhookEndpoint.url.startswith(bindparam("prefix")))
+    .where(WebhookEndpoint.url.startswith(bindparam("prefix"))),
+    Count,
 )
 
 

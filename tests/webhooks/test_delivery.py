@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import func, select, update
 from standardwebhooks import Webhook
 
-from certificate_api.certificates import queries
 from certificate_api.database import open_database
+from core import queries
+from core.records import certificate_event_data
 from schema.base import utcnow
-from schema.certificates import Certificate, certificate_event_data
+from schema.certificates import Certificate
 from schema.events import Event, EventType, event_values
 from tests.webhooks.conftest import World
 from tests.webhooks.receiver import Delivery, Receiver
@@ -214,7 +215,7 @@ def test_an_aborted_transaction_produces_no_event(
             with contextlib.suppress(RuntimeError):
                 async with db.transaction() as tx:
                     await tx.execute(
-                        queries.SET_HOLD,
+                        queries.SET_HOLD.statement,
                         certificate_id=certificate_id,
                         active=False,
                         hold_started=now,

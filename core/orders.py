@@ -1,15 +1,15 @@
-"""From a validated request to a signed certificate: names, keys, CSR, X.509. CPU only."""
+"""From a request to a signed certificate: names, keys, CSR, validity checked, then X.509.
+CPU only: no database here."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from cryptography import x509
 
 from certificate_api.authority.service import IssuingCa
-from certificate_api.errors import Unprocessable
 from certificate_api.pki import names
 from certificate_api.pki.issue import CsrError, LeafRequest, build_leaf, load_csr, new_serial
 from certificate_api.pki.keypool import KeyPool
@@ -20,10 +20,32 @@ from certificate_api.pki.keys import (
     key_type_of,
     private_key_to_pem,
 )
+from core.errors import Invalid
 from schema.base import utcnow
 
 # Clients' clocks drift: a certificate valid from a few minutes ago works everywhere at once.
 BACKDATE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    """What a client asks for, as it asked (the REST body's fields, by name)."""
+
+    common_name: str
+    dns_names: list[str] = field(default_factory=list)
+    ip_addresses: list[str] = field(default_factory=list)
+    key_type: str | None = None
+    validity_days: int | None = None
+    csr: str | None = None
+    is_active: bool = True
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The operator's bounds on validity."""
+
+    default_validity_days: int
+    max_validity_days: int
 
 
 @dataclass(frozen=True)
@@ -51,66 +73,67 @@ class Issued:
     private_key_pem: bytes | None
 
 
-def _dns(value: str, loc: list[str | int]) -> str:
+def _dns(value: str, path: list[str | int]) -> str:
     try:
         return names.normalize_dns_name(value)
     except names.InvalidName as exc:
-        raise Unprocessable.field(loc, str(exc)) from None
+        raise Invalid.field(path, str(exc)) from None
 
 
-def prepare(
-    common_name: str,
-    dns_names: list[str],
-    ip_addresses: list[str],
-    key_type: str | None,
-    validity_days: int | None,
-    csr: str | None,
-    is_active: bool,
-    default_validity: int,
-    max_validity: int,
-) -> IssueOrder:
-    """Validate names, key choice and validity; raise a 422 naming the field."""
+def _names(request: IssueRequest) -> tuple[str, list[str], list[names.IpAddress]]:
+    """The common name, the DNS names and the IP addresses, each checked and normalized
+    (the common name is one of the names too)."""
     dns: list[str] = []
     ips: list[names.IpAddress] = []
-    if names.is_ip(common_name.strip()):
-        ips.append(names.parse_ip(common_name))
+    if names.is_ip(request.common_name.strip()):
+        ips.append(names.parse_ip(request.common_name))
         cn = str(ips[0])
     else:
-        cn = _dns(common_name, ["body", "common_name"])
+        cn = _dns(request.common_name, ["common_name"])
         dns.append(cn)
-    dns += [_dns(name, ["body", "dns_names", i]) for i, name in enumerate(dns_names)]
-    for i, value in enumerate(ip_addresses):
+    dns += [_dns(name, ["dns_names", i]) for i, name in enumerate(request.dns_names)]
+    for i, value in enumerate(request.ip_addresses):
         try:
             ips.append(names.parse_ip(value))
         except names.InvalidName as exc:
-            raise Unprocessable.field(["body", "ip_addresses", i], str(exc)) from None
-    days = validity_days if validity_days is not None else min(default_validity, max_validity)
-    if days > max_validity:
-        raise Unprocessable.field(
-            ["body", "validity_days"], f"must be between 1 and {max_validity}"
+            raise Invalid.field(["ip_addresses", i], str(exc)) from None
+    return cn, dns, ips
+
+
+def _key(request: IssueRequest) -> tuple[KeyType, PublicKey | None]:
+    """The key type, and the CSR's public key when the client keeps its own key."""
+    if request.csr is None:
+        return KeyType(request.key_type or KeyType.EC_P256.value), None
+    try:
+        public_key: PublicKey = load_csr(request.csr).public_key()  # type: ignore[assignment]
+    except CsrError as exc:
+        raise Invalid.field(["csr"], str(exc)) from None
+    resolved = key_type_of(public_key)
+    if request.key_type is not None and request.key_type != resolved.value:
+        raise Invalid.field(
+            ["key_type"], f"the CSR holds a {resolved.value} key, not {request.key_type}"
         )
-    public_key: PublicKey | None = None
-    if csr is not None:
-        try:
-            public_key = load_csr(csr).public_key()  # type: ignore[assignment]
-        except CsrError as exc:
-            raise Unprocessable.field(["body", "csr"], str(exc)) from None
-        assert public_key is not None
-        resolved = key_type_of(public_key)
-        if key_type is not None and key_type != resolved.value:
-            raise Unprocessable.field(
-                ["body", "key_type"], f"the CSR holds a {resolved.value} key, not {key_type}"
-            )
-    else:
-        resolved = KeyType(key_type or KeyType.EC_P256.value)
+    return resolved, public_key
+
+
+def prepare(request: IssueRequest, limits: Limits) -> IssueOrder:
+    """Check names, key choice and validity; refuse naming the field at fault."""
+    cn, dns, ips = _names(request)
+    most = limits.max_validity_days
+    days = request.validity_days
+    if days is None:
+        days = min(limits.default_validity_days, most)
+    if days > most:
+        raise Invalid.field(["validity_days"], f"must be between 1 and {most}")
+    key_type, public_key = _key(request)
     return IssueOrder(
         cn,
         tuple(dict.fromkeys(dns)),
         tuple(dict.fromkeys(ips)),
-        resolved,
+        key_type,
         public_key,
         days,
-        is_active,
+        request.is_active,
     )
 
 

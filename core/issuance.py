@@ -1,0 +1,172 @@
+"""Issuance: one call, whoever asks (REST today; ACME, renewal and the CLI later).
+
+`issue_certificate` authorizes the account, answers a repeated Idempotency-Key with the
+first result, checks the request, signs, and stores the certificate, its sealed key, its
+history row, its event and the Idempotency-Key in one transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import anyio.to_thread
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy.exc import IntegrityError
+
+from certificate_api.authority.service import IssuingCa
+from certificate_api.pki.keypool import KeyPool
+from certificate_api.pki.sealing import Keyring, seal
+from core import queries
+from core.actors import Actor, authorize
+from core.certificates import private_key_pem
+from core.errors import Unauthorized
+from core.idempotency import Idempotency, remember, replay
+from core.orders import Issued, IssueOrder, IssueRequest, Limits, makes_slow_key, prepare, sign
+from core.queries import CertificateRow
+from core.records import Change, bump_crl_revisions, record_change
+from core.statements import Database, Transaction
+from schema.base import utcnow
+from schema.tokens import TokenClaims
+
+ISSUE = "issue"  # the operation an Idempotency-Key is remembered under
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """What issuing needs from the running service: its database, the issuing CA, the
+    master keys that seal stored private keys, the key pool, and the operator's settings."""
+
+    db: Database
+    ca: IssuingCa
+    keyring: Keyring
+    key_pool: KeyPool
+    public_base_url: str
+    limits: Limits
+    idempotency_ttl: timedelta
+
+
+@dataclass(frozen=True)
+class IssueResult:
+    """The certificate; its private key when the service holds it (a first answer and its
+    replays carry it); and whether this call created it (false for a replay)."""
+
+    certificate: CertificateRow
+    private_key_pem: str | None
+    created: bool
+
+
+async def issue_certificate(
+    issuer: Issuer,
+    caller: TokenClaims,
+    request: IssueRequest,
+    idempotency_key: str | None = None,
+) -> IssueResult:
+    """Issue a certificate for the caller's account, or replay the first answer to a
+    repeated Idempotency-Key."""
+    db = issuer.db
+    # Checked before anything else (a deleted account is refused whatever it asks);
+    # storing checks again under a lock, for an account deleted while this request signs.
+    actor = await authorize(db, caller)
+    request_fields = dataclasses.asdict(request)
+    idem = Idempotency.of(idempotency_key, request_fields, issuer.idempotency_ttl)
+    first = await replay(db, actor.id, ISSUE, idem)
+    if first is not None:
+        return await _answer(issuer, first, None, created=False)
+    order = prepare(request, issuer.limits)
+    # Checks that read the database for this account and order (which names it may have,
+    # how fast it may issue) belong here: after the order is known, before anything is signed.
+    issued = await _sign(issuer, order)
+    return await _store(issuer, actor, order, issued, idem)
+
+
+async def _sign(issuer: Issuer, order: IssueOrder) -> Issued:
+    """Sign, on this event loop: a fraction of a millisecond. Making an RSA key is not, so
+    when the pool has none ready, the signing (with the key's making) goes to a thread."""
+    if makes_slow_key(order, issuer.key_pool):
+        return await anyio.to_thread.run_sync(
+            sign, order, issuer.ca, issuer.public_base_url, issuer.key_pool
+        )
+    return sign(order, issuer.ca, issuer.public_base_url, issuer.key_pool)
+
+
+def _row(account_id: uuid.UUID, order: IssueOrder, issued: Issued) -> CertificateRow:
+    """The certificate's row as it will be stored."""
+    now = utcnow()
+    return CertificateRow(
+        id=issued.id,
+        account_id=account_id,
+        issuer_id=issued.issuer_id,
+        serial_number=issued.serial_number,
+        common_name=order.common_name,
+        dns_names=list(order.dns_names),
+        ip_addresses=[str(ip) for ip in order.ip_addresses],
+        key_type=issued.key_type.value,
+        is_active=order.is_active,
+        held_at=None if order.is_active else now,
+        revoked_at=None,
+        revocation_reason=None,
+        not_before=issued.certificate.not_valid_before_utc,
+        not_after=issued.certificate.not_valid_after_utc,
+        certificate_pem=issued.certificate.public_bytes(serialization.Encoding.PEM).decode(),
+        created_at=now,
+        updated_at=now,
+        has_private_key=issued.private_key_pem is not None,
+    )
+
+
+async def _store(
+    issuer: Issuer, actor: Actor, order: IssueOrder, issued: Issued, idem: Idempotency
+) -> IssueResult:
+    """Store a signed certificate with its sealed key, history, event and idempotency record,
+    in one transaction. A concurrent request with the same Idempotency-Key that committed
+    first wins, and its certificate is the answer instead. Refused if the account was
+    deleted meanwhile."""
+    cert = _row(actor.id, order, issued)
+    try:
+        async with issuer.db.transaction() as tx:
+            # Sent together, read once at the end: one round trip before the commit.
+            account = await tx.start(queries.LOCK_ACCOUNT, account_id=actor.id)
+            await _insert(tx, issuer.keyring, cert, issued)
+            await remember(tx, actor.id, ISSUE, idem, (cert.id, 201))
+            await record_change(tx, cert, Change.ISSUED, None, actor.id)
+            if not order.is_active:  # issued on hold, it belongs on the CRL
+                await bump_crl_revisions(tx, [cert])
+            locked = await account.one()
+            if locked is None or locked.deleted_at is not None:
+                raise Unauthorized()  # rolls all of it back
+    except IntegrityError:
+        winner = await replay(issuer.db, actor.id, ISSUE, idem)
+        if winner is None:
+            raise  # not an idempotency race (a serial collision): let it surface
+        return await _answer(issuer, winner, None, created=False)
+    key_pem = issued.private_key_pem.decode() if issued.private_key_pem is not None else None
+    return await _answer(issuer, cert, key_pem, created=True)
+
+
+async def _insert(tx: Transaction, keyring: Keyring, cert: CertificateRow, issued: Issued) -> None:
+    """The certificate row, and its private key sealed to its id when the service made it."""
+    columns = cert._asdict()
+    del columns["has_private_key"]
+    await tx.execute(queries.INSERT_CERTIFICATE, **columns)
+    if issued.private_key_pem is not None:
+        sealed = seal(keyring, issued.private_key_pem, issued.id.bytes)
+        await tx.execute(
+            queries.INSERT_KEY,
+            certificate_id=issued.id,
+            key_id=sealed.key_id,
+            nonce=sealed.nonce,
+            ciphertext=sealed.ciphertext,
+            created_at=cert.created_at,
+        )
+
+
+async def _answer(
+    issuer: Issuer, cert: CertificateRow, key_pem: str | None, *, created: bool
+) -> IssueResult:
+    """The result; a replay's private key is unsealed again from its row."""
+    if key_pem is None and cert.has_private_key:
+        key_pem = await private_key_pem(issuer.db, issuer.keyring, cert.id)
+    return IssueResult(cert, key_pem, created)

@@ -1,0 +1,97 @@
+"""Revocation: permanent, with an RFC 5280 reason. One path, whoever revokes: the REST
+route (one certificate), account deletion (every certificate of the account), and any
+later front door; each runs `revoke_row` on a certificate row locked in its transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+
+from core import queries
+from core.certificates import lock_visible, visible_to
+from core.errors import Conflict, NotFound
+from core.idempotency import Idempotency, remember, replay, twin_committed
+from core.queries import CertificateRow
+from core.records import Change, Changed, bump_crl_revisions, record_change
+from core.statements import Database, Pending, Transaction
+from schema.base import utcnow
+from schema.certificates import Status, status_of
+from schema.tokens import TokenClaims
+
+REVOKE = "revoke"  # the operation an Idempotency-Key is remembered under
+
+
+async def revoke_row(
+    tx: Transaction, row: CertificateRow, reason: str, actor_id: uuid.UUID | None, now: datetime
+) -> tuple[CertificateRow, Pending[queries.UpdatedRow]]:
+    """Revoke a certificate whose row `tx` holds locked: its columns, its history row and
+    its event. Returns it as it now is, and the UPDATE's answer (None if a concurrent
+    transaction revoked it first, on a backend without row locks). The caller bumps the
+    CRL revision, last (`records.bump_crl_revisions`). Revoking twice is a conflict."""
+    before = status_of(row.revoked_at, row.not_after, row.is_active, now)
+    if before is Status.REVOKED:
+        raise Conflict("the certificate is already revoked")
+    cert = row._replace(revoked_at=now, revocation_reason=reason, updated_at=now)
+    updated = await tx.start(queries.SET_REVOKED, certificate_id=cert.id, at=now, reason=reason)
+    await record_change(tx, cert, Change.REVOKED, before, actor_id)
+    return cert, updated
+
+
+async def revoke(
+    db: Database, certificate_id: uuid.UUID, caller: TokenClaims, reason: str, idem: Idempotency
+) -> Changed:
+    """Revoke one certificate for good (a held one too), for its owner or an admin;
+    revoking twice is a conflict. `changed` is false for a replayed Idempotency-Key."""
+    account_id = caller.account_id
+    # A replay is looked for first, outside the transaction: it may delete an expired key.
+    if await replay(db, account_id, REVOKE, idem):
+        return Changed((await visible_to(db, certificate_id, caller))[0], False)
+    try:
+        async with db.transaction() as tx:
+            row, actor = await lock_visible(tx, certificate_id, caller)
+            if await twin_committed(tx, account_id, REVOKE, idem):
+                # Read again: without row locks (SQLite) `row` may predate the twin.
+                again = await tx.one(queries.BY_ID, certificate_id=certificate_id)
+                return Changed(again or row, False)
+            cert, updated = await revoke_row(tx, row, reason, actor.id, utcnow())
+            await remember(tx, account_id, REVOKE, idem, (cert.id, 200))
+            await bump_crl_revisions(tx, [cert])
+            if await updated.one() is None:  # revoked by a concurrent request (SQLite)
+                raise Conflict("the certificate is already revoked")
+    except (IntegrityError, Conflict):
+        # A twin with the same Idempotency-Key got there first: its answer is ours (or
+        # refused if the key came with another request).
+        if await replay(db, account_id, REVOKE, idem):
+            return Changed((await visible_to(db, certificate_id, caller))[0], False)
+        raise
+    return Changed(cert, True)
+
+
+async def revoke_by_id(
+    tx: Transaction,
+    certificate_id: uuid.UUID,
+    reason: str,
+    actor_id: uuid.UUID | None,
+) -> CertificateRow:
+    """Revoke one certificate by id, whoever owns it (an operator's act), in the caller's
+    transaction; not found if there is no such certificate."""
+    row = await tx.one(queries.LOCK_BY_ID, certificate_id=certificate_id)
+    if row is None:
+        raise NotFound("no such certificate")
+    cert, _updated = await revoke_row(tx, row, reason, actor_id, utcnow())
+    await bump_crl_revisions(tx, [cert])
+    return cert
+
+
+async def revoke_account_certificates(
+    tx: Transaction, account_id: uuid.UUID, reason: str, actor_id: uuid.UUID | None, now: datetime
+) -> int:
+    """Revoke every certificate of an account still unrevoked and destroy its stored keys,
+    in the caller's transaction (the account's deletion); returns how many were revoked."""
+    rows = await tx.all(queries.LOCK_ACCOUNT_CERTIFICATES, account_id=account_id)
+    revoked = [(await revoke_row(tx, row, reason, actor_id, now))[0] for row in rows]
+    await tx.execute(queries.DELETE_ACCOUNT_KEYS, account_id=account_id)
+    await bump_crl_revisions(tx, revoked)
+    return len(revoked)
