@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from werkzeug.exceptions import HTTPException
 
+from core import errors as domain
 from schema.logs import request_id_var
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,43 @@ def on_validation_error(exc: ValidationError) -> Response:
     return validation_problem(exc.errors(include_input=False, include_url=False))
 
 
+# A domain error's status and title.
+_DOMAIN_STATUS: dict[type[domain.DomainError], tuple[int, str]] = {
+    domain.Invalid: (422, "Unprocessable Content"),
+    domain.Unauthorized: (401, "Unauthorized"),
+    domain.Forbidden: (403, "Forbidden"),
+    domain.NotFound: (404, "Not Found"),
+    domain.Conflict: (409, "Conflict"),
+    domain.Gone: (410, "Gone"),
+    domain.RateLimited: (429, "Too Many Requests"),
+}
+
+
+def domain_problem(exc: domain.DomainError) -> Response:
+    """A core domain error as problem+json; this service's fields are all in the body."""
+    status, title = next(
+        (mapped for kind, mapped in _DOMAIN_STATUS.items() if isinstance(exc, kind)),
+        (400, "Bad Request"),
+    )
+    headers: dict[str, str] = {}
+    if isinstance(exc, domain.Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="tessera"'
+    if isinstance(exc, domain.RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    errors = [{"loc": list(f.field), "msg": f.msg} for f in exc.fields]
+    return problem(status, title, exc.detail, headers, **({"errors": errors} if errors else {}))
+
+
 def register_error_handlers(app: Flask) -> None:
     """Make every failure, including werkzeug's own 404/405/413/415, problem+json."""
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
         return problem(exc.status, exc.title, exc.detail, exc.headers)
+
+    @app.errorhandler(domain.DomainError)
+    def _domain_error(exc: domain.DomainError) -> Response:
+        return domain_problem(exc)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
