@@ -116,5 +116,6 @@ async def build_runtime(settings: CertificateSettings) -> Runtime:
             keyring,
             KeyType(settings.ocsp_responder_key_type),
             settings.ocsp_responder_validity_days,
+            timedelta(hours=settings.ocsp_validity_hours),
         ),
     )

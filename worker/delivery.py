@@ -236,9 +236,8 @@ class Worker:
             event.created_at + timedelta(seconds=settings.webhook_retry_for_seconds)
         )
         give_up = now >= deadline
-        outbox.retry_later(
-            session, event, outcome.status, outcome.error, now + timedelta(seconds=delay), give_up
-        )
+        again = None if give_up else now + timedelta(seconds=delay)
+        outbox.retry_later(session, event, outcome.status, outcome.error, again)
         ATTEMPTS.labels("failed").inc()
         if give_up:
             FAILED.inc()

@@ -99,18 +99,18 @@ def retry_later(
     event: Event,
     status: int | None,
     error: str,
-    next_attempt_at: datetime,
-    give_up: bool,
+    next_attempt_at: datetime | None,
 ) -> None:
-    """Record a failed attempt: try again at `next_attempt_at`, or mark failed for good."""
+    """Record a failed attempt: try again at `next_attempt_at`, or, when None (the retry
+    window is over), mark the event failed for good."""
     _settle(
         session,
         event,
         attempts=event.attempts + 1,
         last_status=status,
         last_error=error[:2000],
-        next_attempt_at=next_attempt_at,
-        state=EventState.FAILED.value if give_up else PENDING,
+        **({"next_attempt_at": next_attempt_at} if next_attempt_at is not None else {}),
+        state=EventState.FAILED.value if next_attempt_at is None else PENDING,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -34,24 +35,36 @@ def live_account_by_email(session: Session, email: str) -> Account | None:
     ).first()
 
 
-def create_account(
-    session: Session,
-    passwords: Passwords,
-    email: str,
-    password: str,
-    name: str,
-    role: Role = Role.CUSTOMER,
-) -> Account:
+@dataclass(frozen=True)
+class NewAccount:
+    """What signing up gives: email, password and name (admins are made by operators)."""
+
+    email: str
+    password: str
+    name: str
+    role: Role = Role.CUSTOMER
+
+
+@dataclass(frozen=True)
+class Login:
+    """A login attempt: the credentials, and the client address it came from."""
+
+    email: str
+    password: str
+    client: str
+
+
+def create_account(session: Session, passwords: Passwords, new: NewAccount) -> Account:
     """Create an account; 409 when the email is taken in any letter case."""
-    if live_account_by_email(session, email) is not None:
+    if live_account_by_email(session, new.email) is not None:
         raise Conflict("an account with this email already exists")
     account = Account(
         id=uuid.uuid4(),
-        email=email.strip(),
-        email_key=email_key(email),
-        name=name,
-        password_hash=passwords.hash(password),
-        role=role,
+        email=new.email.strip(),
+        email_key=email_key(new.email),
+        name=new.name,
+        password_hash=passwords.hash(new.password),
+        role=new.role,
     )
     session.add(account)
     try:
@@ -64,25 +77,18 @@ def create_account(
 
 
 def authenticate(
-    session: Session,
-    passwords: Passwords,
-    settings: AccountSettings,
-    email: str,
-    password: str,
-    client: str,
+    session: Session, passwords: Passwords, settings: AccountSettings, login: Login
 ) -> Account:
     """The account these credentials open, or the same 401 whatever was wrong; 429 if throttled."""
     now = utcnow()
+    email, password, client = login.email, login.password, login.client
     key = email_key(email)
-    wait = throttle.retry_after(
-        session,
-        key,
-        client,
-        now,
+    limits = throttle.Limits(
         timedelta(seconds=settings.login_window_seconds),
         settings.login_max_failures,
         settings.login_max_failures_per_client,
     )
+    wait = throttle.retry_after(session, key, client, now, limits)
     if wait is not None:
         raise TooManyRequests("too many failed logins; try again later", {"Retry-After": str(wait)})
     account = live_account_by_email(session, email)
@@ -160,7 +166,7 @@ def make_admin(
     if account is None:
         if password is None:
             raise NotFound("no account with this email; give a password to create one")
-        return create_account(session, passwords, email, password, name, role=Role.ADMIN)
+        return create_account(session, passwords, NewAccount(email, password, name, Role.ADMIN))
     account.role = Role.ADMIN
     session.commit()
     return account

@@ -34,9 +34,8 @@ def _reply(account: object, status: int = 200) -> Response:
 )
 def create_account(body: AccountCreate) -> Response:
     """Create a customer account. The email is unique in any letter case."""
-    account = service.create_account(
-        session(), runtime().passwords, str(body.email), body.password, body.name
-    )
+    new = service.NewAccount(str(body.email), body.password, body.name)
+    account = service.create_account(session(), runtime().passwords, new)
     response = _reply(account, 201)
     response.headers["Location"] = f"/api/accounts/{account.id}"
     return response

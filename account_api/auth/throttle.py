@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.orm import Session
 
 from schema.accounts import LoginFailure
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How many failures, within which window, lock out an email or a client address."""
+
+    window: timedelta
+    per_email: int
+    per_client: int
+
+
 def _locked_until(
-    session: Session,
-    column: InstrumentedAttribute[str],
-    value: str,
-    limit: int,
-    since: datetime,
-    window: timedelta,
+    session: Session, whose: ColumnElement[bool], limit: int, since: datetime, window: timedelta
 ) -> datetime | None:
     times = session.scalars(
         select(LoginFailure.failed_at)
-        .where(column == value, LoginFailure.failed_at > since)
+        .where(whose, LoginFailure.failed_at > since)
         .order_by(LoginFailure.failed_at.desc())
         .limit(limit)
     ).all()
@@ -32,21 +37,18 @@ def _locked_until(
 
 
 def retry_after(
-    session: Session,
-    email_key: str,
-    client: str,
-    now: datetime,
-    window: timedelta,
-    per_email: int,
-    per_client: int,
+    session: Session, email_key: str, client: str, now: datetime, limits: Limits
 ) -> int | None:
     """Seconds to wait before another attempt, or None when attempts are allowed."""
+    window = limits.window
     since = now - window
+    by_email = LoginFailure.email_key == email_key
+    by_client = LoginFailure.client == client
     ends = [
         moment
         for moment in (
-            _locked_until(session, LoginFailure.email_key, email_key, per_email, since, window),
-            _locked_until(session, LoginFailure.client, client, per_client, since, window),
+            _locked_until(session, by_email, limits.per_email, since, window),
+            _locked_until(session, by_client, limits.per_client, since, window),
         )
         if moment is not None
     ]

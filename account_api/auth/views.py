@@ -66,9 +66,8 @@ def issue_token() -> Response:
     except ValidationError as exc:
         return validation_problem(exc.errors(include_input=False, include_url=False))
     rt = runtime()
-    account = service.authenticate(
-        session(), rt.passwords, rt.settings, email, password, request.remote_addr or "unknown"
-    )
+    login = service.Login(email, password, request.remote_addr or "unknown")
+    account = service.authenticate(session(), rt.passwords, rt.settings, login)
     out = TokenOut(access_token=rt.minter.mint(account.id), expires_in=rt.minter.ttl_seconds)
     response = Response(out.model_dump_json(), mimetype="application/json")
     # RFC 6749 §5.1: token responses are never cached.

@@ -17,8 +17,8 @@ from certificate_api.certificates.schemas import (
     CertificateOut,
     CertificatePage,
     CertificateUpdate,
+    ListQuery,
     RevokeRequest,
-    StatusName,
 )
 from certificate_api.deps import Caller, RuntimeDep
 from certificate_api.errors import problems
@@ -159,17 +159,14 @@ async def get_certificate(
     "", response_model=CertificatePage, summary="List certificates", responses=problems(401, 422)
 )
 async def list_certificates(
-    runtime: RuntimeDep,
-    caller: Caller,
-    active: Annotated[bool | None, Query(description="only active (true) or not active")] = None,
-    status: Annotated[StatusName | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-    account_id: Annotated[uuid.UUID | None, Query(description="admins: one account")] = None,
+    runtime: RuntimeDep, caller: Caller, query: Annotated[ListQuery, Query()]
 ) -> Response:
     """Your certificates (admins: anyone's), newest first, a page at a time."""
-    wanted = ListFilter(account_id, active, Status(status) if status else None)
-    rows, next_cursor = await certificates.list_page(runtime.db, caller, wanted, cursor, limit)
+    status = Status(query.status) if query.status else None
+    wanted = ListFilter(query.account_id, query.active, status)
+    rows, next_cursor = await certificates.list_page(
+        runtime.db, caller, wanted, query.cursor, query.limit
+    )
     items = [shape(c, runtime.ca.chain_pem) for c in rows]
     return reply({"items": items, "next_cursor": next_cursor})
 

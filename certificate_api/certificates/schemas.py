@@ -119,3 +119,13 @@ class CertificatePage(BaseModel):
 
     items: list[CertificateOut]
     next_cursor: str | None
+
+
+class ListQuery(BaseModel):
+    """The query string of a list."""
+
+    active: bool | None = Field(default=None, description="only active (true) or not active")
+    status: StatusName | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=200)
+    account_id: uuid.UUID | None = Field(default=None, description="admins: one account")

@@ -72,9 +72,9 @@ def _ca_builder(
     issuer_name: x509.Name,
     key: PrivateKey,
     path_length: int,
-    not_before: datetime,
-    not_after: datetime,
+    validity: tuple[datetime, datetime],
 ) -> x509.CertificateBuilder:
+    not_before, not_after = validity
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -95,7 +95,8 @@ def build_root(
     """A self-signed root: CA, path length 1, keyCertSign and cRLSign."""
     now = datetime.now(UTC)
     name = _name(common_name, organization)
-    builder = _ca_builder(name, name, key, 1, now - SKEW, now + timedelta(days=validity_days))
+    validity = (now - SKEW, now + timedelta(days=validity_days))
+    builder = _ca_builder(name, name, key, 1, validity)
     return builder.sign(key, signature_hash(key))
 
 
@@ -110,7 +111,11 @@ def build_intermediate(
     now = datetime.now(UTC)
     not_after = min(now + timedelta(days=validity_days), issuer.certificate.not_valid_after_utc)
     builder = _ca_builder(
-        _name(common_name, organization), issuer.certificate.subject, key, 0, now - SKEW, not_after
+        _name(common_name, organization),
+        issuer.certificate.subject,
+        key,
+        0,
+        (now - SKEW, not_after),
     )
     return builder.add_extension(authority_key_id(issuer), critical=False).sign(
         issuer.private_key, signature_hash(issuer.private_key)

@@ -56,9 +56,8 @@ def get_crl(
 
 
 async def _answer(runtime: Runtime, der: bytes) -> Response:
-    validity = timedelta(hours=runtime.settings.ocsp_validity_hours)
     body = await service.ocsp_response(
-        runtime.db, runtime.sessions, runtime.ca, runtime.responder, der, validity
+        runtime.db, runtime.sessions, runtime.ca, runtime.responder, der
     )
     return Response(body, media_type=OCSP_RESPONSE, headers={"Cache-Control": NO_CACHE})
 

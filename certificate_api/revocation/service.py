@@ -249,10 +249,17 @@ class ResponderKeeper:
     it never hold an expired one; a renewal by any process is picked up by all of them.
     """
 
-    def __init__(self, keyring: Keyring, key_type: KeyType, days: int) -> None:
+    def __init__(
+        self,
+        keyring: Keyring,
+        key_type: KeyType,
+        days: int,
+        answers_valid_for: timedelta = timedelta(hours=1),
+    ) -> None:
         self.keyring = keyring
         self.key_type = key_type
         self.lifetime = timedelta(days=days)
+        self.answers_valid_for = answers_valid_for  # nextUpdate - thisUpdate of each answer
         self.current: Issuer | None = None
         self.lock = threading.Lock()
 
@@ -372,7 +379,6 @@ async def ocsp_response(
     ca: IssuingCa,
     keeper: ResponderKeeper,
     der: bytes,
-    validity: timedelta,
 ) -> bytes:
     """The DER OCSPResponse for a DER OCSPRequest; never raises for what a client sent.
 
@@ -397,7 +403,8 @@ async def ocsp_response(
 
         responder = await anyio.to_thread.run_sync(load)
     now = utcnow().replace(microsecond=0)
-    return pki.respond(question, certificate_status(row), responder, now, now + validity)
+    valid_until = now + keeper.answers_valid_for
+    return pki.respond(question, certificate_status(row), responder, now, valid_until)
 
 
 __all__ = [
