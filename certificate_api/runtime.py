@@ -16,7 +16,7 @@ from certificate_api.pki.keys import KeyType
 from certificate_api.pki.sealing import Keyring, parse_keyring
 from certificate_api.revocation.service import CrlCache, ResponderKeeper, ensure_crl_state
 from certificate_api.settings import CertificateSettings
-from core.issuance import Issuer
+from core.issuance import IssuerContext
 from core.orders import Limits
 from core.statements import Database
 from schema import keyfiles
@@ -40,10 +40,10 @@ class Runtime:
     db: Database  # async, for the hot routes; opened by the app's lifespan
 
     @property
-    def issuer(self) -> Issuer:
+    def issuer(self) -> IssuerContext:
         """What issuance needs, with the issuing CA as it is now."""
         settings = self.settings
-        return Issuer(
+        return IssuerContext(
             db=self.db,
             ca=self.ca,
             keyring=self.keyring,

@@ -35,7 +35,7 @@ ISSUE = "issue"  # the operation an Idempotency-Key is remembered under
 
 
 @dataclass(frozen=True)
-class Issuer:
+class IssuerContext:
     """What issuing needs from the running service: its database, the issuing CA, the
     master keys that seal stored private keys, the key pool, and the operator's settings."""
 
@@ -59,7 +59,7 @@ class IssueResult:
 
 
 async def issue_certificate(
-    issuer: Issuer,
+    issuer: IssuerContext,
     caller: TokenClaims,
     request: IssueRequest,
     idempotency_key: str | None = None,
@@ -82,7 +82,7 @@ async def issue_certificate(
     return await _store(issuer, actor, order, issued, idem)
 
 
-async def _sign(issuer: Issuer, order: IssueOrder) -> Issued:
+async def _sign(issuer: IssuerContext, order: IssueOrder) -> Issued:
     """Sign, on this event loop: a fraction of a millisecond. Making an RSA key is not, so
     when the pool has none ready, the signing (with the key's making) goes to a thread."""
     if makes_slow_key(order, issuer.key_pool):
@@ -118,7 +118,7 @@ def _row(account_id: uuid.UUID, order: IssueOrder, issued: Issued) -> Certificat
 
 
 async def _store(
-    issuer: Issuer, actor: Actor, order: IssueOrder, issued: Issued, idem: Idempotency
+    issuer: IssuerContext, actor: Actor, order: IssueOrder, issued: Issued, idem: Idempotency
 ) -> IssueResult:
     """Store a signed certificate with its sealed key, history, event and idempotency record,
     in one transaction. A concurrent request with the same Idempotency-Key that committed
@@ -164,7 +164,7 @@ async def _insert(tx: Transaction, keyring: Keyring, cert: CertificateRow, issue
 
 
 async def _answer(
-    issuer: Issuer, cert: CertificateRow, key_pem: str | None, *, created: bool
+    issuer: IssuerContext, cert: CertificateRow, key_pem: str | None, *, created: bool
 ) -> IssueResult:
     """The result; a replay's private key is unsealed again from its row."""
     if key_pem is None and cert.has_private_key:
