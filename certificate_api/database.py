@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, cast
 
@@ -40,31 +39,15 @@ import psycopg.rows
 import psycopg.types.json
 import psycopg_pool
 from psycopg.types.json import Json
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    Connection,
-    DateTime,
-    Engine,
-    Enum,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    TypeDecorator,
-    Uuid,
-)
+from sqlalchemy import JSON, Connection, Engine
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import psycopg as sa_psycopg
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import Compiled
-from sqlalchemy.sql.sqltypes import NullType
-from sqlalchemy.types import TypeEngine
 
+from certificate_api.conversions import column_support
 from core.statements import Command, Database, Pending, Query, R, Ready, Transaction
-from schema.base import UtcDateTime
 from schema.events import wake_workers
 
 Params = Mapping[str, Any]
@@ -72,45 +55,6 @@ IDLE = psycopg.pq.TransactionStatus.IDLE
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------
-
-
-class UnconvertedType(TypeError):
-    """A statement binds or returns a type whose conversion this layer would skip."""
-
-
-# Types psycopg reads and writes as SQLAlchemy would (JSON is wrapped by `_Prepared`;
-# NullType is an untyped parameter, which SQLAlchemy does not convert either).
-_NATIVE = (Uuid, String, Text, Boolean, Integer, BigInteger, LargeBinary, JSON, NullType)
-# TypeDecorators whose results psycopg already gives as `process_result_value` would:
-# timestamptz comes back aware, in the session's zone, which `_configure` pins to UTC.
-_NATIVE_RESULTS: tuple[type[TypeDecorator[Any]], ...] = (UtcDateTime,)
-
-
-def _str_enum_labels(kind: TypeEngine[Any]) -> bool:
-    """An Enum column of a StrEnum stored by value: psycopg returns the label, a string
-    equal to the member SQLAlchemy would return (and row types declare it `str`)."""
-    if type(kind) is not Enum or kind.enum_class is None:
-        return False
-    members = list(kind.enum_class)
-    return issubclass(kind.enum_class, enum.StrEnum) and kind.enums == [m.value for m in members]
-
-
-def column_support(kind: TypeEngine[Any], side: str) -> str:
-    """How this layer handles a type on one side (`bind` or `result`): "native", or
-    "decorated" (a TypeDecorator whose `process_bind_param` this layer applies); any other
-    type is refused with `UnconvertedType`, since its conversion would be skipped."""
-    if type(kind) in _NATIVE:
-        return "native"
-    if isinstance(kind, DateTime) and type(kind) is DateTime and kind.timezone:
-        return "native"
-    if side == "result" and _str_enum_labels(kind):
-        return "native"
-    if isinstance(kind, TypeDecorator) and column_support(kind.impl_instance, side) == "native":
-        if side == "bind":
-            return "decorated"
-        if isinstance(kind, _NATIVE_RESULTS):
-            return "native"
-    raise UnconvertedType(f"{side} of type {kind!r}: this layer does not convert it")
 
 
 class _Prepared:

@@ -11,7 +11,8 @@ from typing import Any, NamedTuple
 import pytest
 from sqlalchemy import Column, MetaData, Numeric, String, Table, TypeDecorator, bindparam, select
 
-from certificate_api.database import PostgresDatabase, UnconvertedType
+from certificate_api.conversions import UnconvertedType
+from certificate_api.database import PostgresDatabase
 from core import queries, sessions
 from core.statements import Query
 from schema.certificates import Certificate
