@@ -7,7 +7,7 @@ import uuid
 
 from core import queries
 from core.certificates import lock_visible
-from core.errors import Conflict
+from core.errors import Conflict, Forbidden
 from core.records import Change, Changed, bump_crl_revisions, record_change
 from core.statements import Database
 from schema.base import utcnow
@@ -19,7 +19,8 @@ async def set_active(
     db: Database, certificate_id: uuid.UUID, caller: TokenClaims, active: bool
 ) -> Changed:
     """Hold (false) or release (true); no change, no event. A revoked or expired certificate
-    has no hold to change: a conflict whatever its flag says."""
+    has no hold to change: a conflict whatever its flag says. A hold an admin placed is
+    lifted only by an admin."""
     try:
         async with db.transaction() as tx:
             row, actor = await lock_visible(tx, certificate_id, caller)
@@ -30,13 +31,19 @@ async def set_active(
                 raise Conflict(f"a {before.value} certificate cannot be {verb}")
             if row.is_active == active:
                 return Changed(row, False)
+            if active and row.held_by_admin and not actor.is_admin:
+                raise Forbidden("an admin placed this hold; only an admin can lift it")
             held_at = None if active else now
-            cert = row._replace(is_active=active, held_at=held_at, updated_at=now)
+            by_admin = not active and actor.is_admin
+            cert = row._replace(
+                is_active=active, held_at=held_at, held_by_admin=by_admin, updated_at=now
+            )
             updated = await tx.start(
                 queries.SET_HOLD,
                 certificate_id=cert.id,
                 active=active,
                 hold_started=held_at,
+                by_admin=by_admin,
                 changed_at=now,
             )
             change = Change.RELEASED if active else Change.HELD

@@ -24,6 +24,7 @@ from core.actors import Actor, authorize
 from core.certificates import private_key_pem
 from core.errors import Unauthorized
 from core.idempotency import Idempotency, remember, replay
+from core.keys import refuse_blocked
 from core.orders import Issued, IssueOrder, IssueRequest, Limits, makes_slow_key, prepare, sign
 from core.queries import CertificateRow
 from core.records import Change, bump_crl_revisions, record_change
@@ -78,6 +79,8 @@ async def issue_certificate(
     order = prepare(request, issuer.limits)
     # Checks that read the database for this account and order (which names it may have,
     # how fast it may issue) belong here: after the order is known, before anything is signed.
+    if order.csr_public_key is not None:
+        await refuse_blocked(db, order.csr_public_key)  # a fresh key cannot be blocked
     issued = await _sign(issuer, order)
     return await _store(issuer, actor, order, issued, idem)
 
@@ -106,6 +109,7 @@ def _row(account_id: uuid.UUID, order: IssueOrder, issued: Issued) -> Certificat
         key_type=issued.key_type.value,
         is_active=order.is_active,
         held_at=None if order.is_active else now,
+        held_by_admin=False,  # a hold asked for at issuance is the owner's
         revoked_at=None,
         revocation_reason=None,
         not_before=issued.certificate.not_valid_before_utc,

@@ -16,6 +16,7 @@ from sqlalchemy import Column, Table, bindparam, delete, insert, select, update
 from core.statements import Query
 from schema.accounts import Account
 from schema.certificates import (
+    BlockedKey,
     Certificate,
     CertificateHistory,
     CertificateKey,
@@ -53,6 +54,7 @@ class CertificateRow(NamedTuple):
     key_type: str
     is_active: bool
     held_at: datetime | None
+    held_by_admin: bool
     revoked_at: datetime | None
     revocation_reason: str | None
     not_before: datetime
@@ -79,6 +81,7 @@ class VisibleRow(NamedTuple):
     key_type: str | None
     is_active: bool | None
     held_at: datetime | None
+    held_by_admin: bool | None
     revoked_at: datetime | None
     revocation_reason: str | None
     not_before: datetime | None
@@ -178,6 +181,7 @@ SET_HOLD = Query(
     .values(
         is_active=bindparam("active", type_=Certificate.is_active.type),
         held_at=bindparam("hold_started", type_=Certificate.held_at.type),
+        held_by_admin=bindparam("by_admin", type_=Certificate.held_by_admin.type),
         updated_at=bindparam("changed_at", type_=Certificate.updated_at.type),
     ),
     UpdatedRow,
@@ -239,6 +243,26 @@ SEALED_KEY = Query(
         CertificateKey.certificate_id == bindparam("certificate_id")
     ),
     SealedKeyRow,
+)
+
+# keyCompromise: the certificate's stored key destroyed, its public key blocked.
+DELETE_KEY = delete(CertificateKey).where(
+    CertificateKey.certificate_id == bindparam("certificate_id")
+)
+INSERT_BLOCKED_KEY = _insert(BlockedKey)
+
+
+class BlockedRow(NamedTuple):
+    """A certificate whose key was reported compromised."""
+
+    certificate_id: uuid.UUID
+
+
+BLOCKED_KEY = Query(
+    select(BlockedKey.certificate_id)
+    .where(BlockedKey.spki_sha256 == bindparam("spki_sha256"))
+    .limit(1),
+    BlockedRow,
 )
 
 # Destroying an account's stored keys (the row, not a flag).

@@ -13,6 +13,7 @@ from core import queries
 from core.certificates import lock_visible, visible_to
 from core.errors import Conflict, NotFound
 from core.idempotency import Idempotency, remember, replay, twin_committed
+from core.keys import KEY_COMPROMISE, certificate_spki_sha256
 from core.queries import CertificateRow
 from core.records import Change, Changed, bump_crl_revisions, record_change
 from core.statements import Database, Pending, Transaction
@@ -27,14 +28,22 @@ async def revoke_row(
     tx: Transaction, row: CertificateRow, reason: str, actor_id: uuid.UUID | None, now: datetime
 ) -> tuple[CertificateRow, Pending[queries.UpdatedRow]]:
     """Revoke a certificate whose row `tx` holds locked: its columns, its history row and
-    its event. Returns it as it now is, and the UPDATE's answer (None if a concurrent
-    transaction revoked it first, on a backend without row locks). The caller bumps the
-    CRL revision, last (`records.bump_crl_revisions`). Revoking twice is a conflict."""
+    its event; for keyCompromise, its stored key destroyed and its public key blocked.
+    Returns it as it now is, and the UPDATE's answer (None if a concurrent transaction
+    revoked it first, on a backend without row locks). The caller bumps the CRL revision,
+    last (`records.bump_crl_revisions`). Revoking twice is a conflict."""
     before = status_of(row.revoked_at, row.not_after, row.is_active, now)
     if before is Status.REVOKED:
         raise Conflict("the certificate is already revoked")
     cert = row._replace(revoked_at=now, revocation_reason=reason, updated_at=now)
     updated = await tx.start(queries.SET_REVOKED, certificate_id=cert.id, at=now, reason=reason)
+    if reason == KEY_COMPROMISE:
+        cert = cert._replace(has_private_key=False)
+        await tx.execute(queries.DELETE_KEY, certificate_id=cert.id)
+        spki = certificate_spki_sha256(cert.certificate_pem)
+        await tx.execute(
+            queries.INSERT_BLOCKED_KEY, certificate_id=cert.id, spki_sha256=spki, blocked_at=now
+        )
     await record_change(tx, cert, Change.REVOKED, before, actor_id)
     return cert, updated
 

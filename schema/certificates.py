@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -113,6 +114,8 @@ class Certificate(Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     # When the current hold began (is_active false); it is the CRL/OCSP revocation time.
     held_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Whether an admin placed the current hold: then only an admin may lift it.
+    held_by_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     revocation_reason: Mapped[str | None] = mapped_column(String(32), default=None)
     not_before: Mapped[datetime]
@@ -166,6 +169,20 @@ class CertificateHistory(Base):
     reason: Mapped[str | None] = mapped_column(String(32), default=None)
     actor_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BlockedKey(Base):
+    """A public key revoked for keyCompromise, by the SHA-256 of its SubjectPublicKeyInfo:
+    no later request may have it certified. One row per revoked certificate (a key may have
+    been certified more than once before it was reported)."""
+
+    __tablename__ = "blocked_keys"
+
+    certificate_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("certificates.id"), primary_key=True
+    )
+    spki_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    blocked_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class IdempotencyKey(Base):

@@ -175,7 +175,7 @@ async def list_certificates(
     "/{certificate_id}",
     response_model=CertificateOut,
     summary="Hold or release a certificate",
-    responses=problems(401, 404, 409, 422),
+    responses=problems(401, 403, 404, 409, 422),
 )
 async def update_certificate(
     certificate_id: uuid.UUID,
@@ -183,7 +183,8 @@ async def update_certificate(
     runtime: RuntimeDep,
     caller: Caller,
 ) -> Response:
-    """`is_active: false` holds it (CRL/OCSP say certificateHold); `true` releases it."""
+    """`is_active: false` holds it (CRL/OCSP say certificateHold); `true` releases it.
+    A hold placed by an admin is lifted only by an admin (403 for the owner)."""
     result = await holds.set_active(runtime.db, certificate_id, caller, body.is_active)
     return reply(shape(result.certificate, runtime.ca.chain_pem))
 

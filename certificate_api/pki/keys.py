@@ -30,6 +30,7 @@ class KeyPolicyError(ValueError):
     """A key the CA will not certify: too weak, or of a kind it does not issue for."""
 
 
+RSA_EXPONENT = 65537
 _RSA_BITS = {KeyType.RSA_2048: 2048, KeyType.RSA_3072: 3072, KeyType.RSA_4096: 4096}
 _CURVES: dict[KeyType, ec.EllipticCurve] = {
     KeyType.EC_P256: ec.SECP256R1(),
@@ -40,7 +41,7 @@ _CURVES: dict[KeyType, ec.EllipticCurve] = {
 def generate_private_key(key_type: KeyType) -> PrivateKey:
     """A fresh private key of this type (RSA exponent 65537)."""
     if key_type in _RSA_BITS:
-        return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS[key_type])
+        return rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=_RSA_BITS[key_type])
     if key_type in _CURVES:
         return ec.generate_private_key(_CURVES[key_type])
     return ed25519.Ed25519PrivateKey.generate()
@@ -69,6 +70,10 @@ def key_type_of(public_key: CertificatePublicKeyTypes) -> KeyType:
         size = public_key.key_size
         if size < 2048:
             raise KeyPolicyError(f"RSA keys must be at least 2048 bits (got {size})")
+        # 65537 only: small exponents (3) invite attacks on unpadded or badly padded RSA,
+        # and the CA/Browser Forum and most relying parties expect 65537.
+        if public_key.public_numbers().e != RSA_EXPONENT:
+            raise KeyPolicyError(f"RSA keys must have the public exponent {RSA_EXPONENT}")
         for key_type, bits in _RSA_BITS.items():
             if size == bits:
                 return key_type

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from tests.certificate_api.conftest import RoundTrips
+from tests.certificate_api.test_validation import make_csr
 from tests.conftest import postgres_only
 
 pytestmark = postgres_only
@@ -19,6 +22,7 @@ BUDGETS = {
     "issue": 3,  # the account check; the batch (share lock ... event) read once; COMMIT
     "issue, new key": 4,  # + the Idempotency-Key look-up
     "issue, replay": 4,  # account, remembered key, certificate, sealed key
+    "issue, CSR": 4,  # + whether the CSR's key was reported compromised
     "fetch": 1,  # account and certificate in one statement
     "list": 2,  # account; the page
     "hold": 3,  # BEGIN + locked read; the batch of changes; COMMIT
@@ -47,6 +51,11 @@ def test_issue_fetch_list_hold_revoke_stay_within_their_budgets(
     keyed = {**auth, "Idempotency-Key": "trips-1"}
     measure("issue, new key", lambda: certs.post("/api/certificates", json=NEW, headers=keyed))
     measure("issue, replay", lambda: certs.post("/api/certificates", json=NEW, headers=keyed))
+    csr = {
+        "common_name": "trips.example.com",
+        "csr": make_csr(ec.generate_private_key(ec.SECP256R1()), "trips.example.com"),
+    }
+    measure("issue, CSR", lambda: certs.post("/api/certificates", json=csr, headers=auth))
     measure("fetch", lambda: certs.get(path, headers=auth))
     measure("list", lambda: certs.get("/api/certificates", headers=auth))
     measure("hold", lambda: certs.patch(path, json={"is_active": False}, headers=auth))

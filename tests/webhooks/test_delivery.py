@@ -219,6 +219,7 @@ def test_an_aborted_transaction_produces_no_event(
                         certificate_id=certificate_id,
                         active=False,
                         hold_started=now,
+                        by_admin=False,
                         changed_at=now,
                     )
                     row = await tx.one(queries.BY_ID, certificate_id=certificate_id)
