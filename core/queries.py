@@ -98,7 +98,7 @@ class VisibleRow(NamedTuple):
 
     def certificate(self) -> CertificateRow | None:
         """The certificate, or None when none matched."""
-        return None if self.id is None else CertificateRow(*self[2:])  # type: ignore[arg-type]
+        return None if self.id is None else CertificateRow._make(self[2:])
 
 
 class UpdatedRow(NamedTuple):
