@@ -120,3 +120,34 @@ def test_connections_cut_by_a_restart_are_replaced(database_url: str) -> None:
             await db.close()
 
     assert run(work()) == ["error", "ok", "ok", "ok"]
+
+
+def test_after_commit_work_runs_once_committed_and_never_after_a_rollback(
+    database_url: str,
+) -> None:
+    prefix = f"https://{uuid.uuid4().hex}.example/"
+    ran: list[str] = []
+
+    async def work() -> None:
+        db = PostgresDatabase(
+            database_url, size=1, timeout=5, wake_workers=lambda: ran.append("wake")
+        )
+        await db.open()
+        try:
+            async with db.transaction() as tx:
+                await tx.execute(ADD_ENDPOINT, address=prefix + "a")
+                tx.after_commit(lambda: ran.append("committed"))
+                tx.events_recorded()
+                tx.events_recorded()  # once per transaction, however many events
+                assert ran == []  # nothing before the commit
+            with contextlib.suppress(RuntimeError):
+                async with db.transaction() as tx:
+                    await tx.execute(ADD_ENDPOINT, address=prefix + "b")
+                    tx.after_commit(lambda: ran.append("rolled back"))
+                    tx.events_recorded()
+                    raise RuntimeError("the request fails")
+        finally:
+            await db.close()
+
+    run(work())
+    assert ran == ["committed", "wake"]
