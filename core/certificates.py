@@ -1,4 +1,5 @@
-"""Reading certificates: one by id, a page of a list, a stored private key."""
+"""Reading certificates: one by id (the access rule of every operation on one), a page of
+a list."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, not_, select, tuple_
 
-from certificate_api.pki.sealing import Keyring, SealedKey, unseal
 from core import queries
 from core.actors import Actor, actor_of, authorize
-from core.errors import Forbidden, Gone, Invalid, NotFound
+from core.errors import Invalid, NotFound
 from core.queries import CertificateRow, VisibleRow
 from core.statements import Database, Query, Transaction
 from schema.base import utcnow
@@ -54,31 +54,6 @@ async def lock_visible(
         actor_of(await tx.one(queries.ACCOUNT, account_id=caller.account_id), caller)
         raise NotFound("no such certificate")
     return visible(row, caller)
-
-
-async def private_key(
-    db: Database, keyring: Keyring, certificate_id: uuid.UUID, caller: TokenClaims
-) -> str:
-    """The stored private key of a certificate, unsealed, for its owner only. Gone when it
-    was destroyed or never held (a CSR); an admin learns that much, but may not download it."""
-    cert, actor = await visible_to(db, certificate_id, caller)
-    if not cert.has_private_key:
-        raise Gone("the private key was destroyed or never held (CSR)")
-    if cert.account_id != actor.id:
-        raise Forbidden("only the certificate's owner can download its private key")
-    pem = await private_key_pem(db, keyring, cert.id)
-    if pem is None:  # destroyed since the certificate was read
-        raise Gone("the private key was destroyed or never held (CSR)")
-    return pem
-
-
-async def private_key_pem(db: Database, keyring: Keyring, certificate_id: uuid.UUID) -> str | None:
-    """The certificate's private key, unsealed, or None when not held."""
-    row = await db.one(queries.SEALED_KEY, certificate_id=certificate_id)
-    if row is None:
-        return None
-    sealed = SealedKey(row.key_id, row.nonce, row.ciphertext)
-    return unseal(keyring, sealed, certificate_id.bytes).decode()
 
 
 # --- lists ----------------------------------------------------------------------------------

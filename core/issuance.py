@@ -21,11 +21,11 @@ from certificate_api.pki.keypool import KeyPool
 from certificate_api.pki.sealing import Keyring, seal
 from core import queries
 from core.actors import Actor, authorize
-from core.certificates import private_key_pem
 from core.errors import Unauthorized
 from core.idempotency import Idempotency, remember, replay
 from core.keys import refuse_blocked
 from core.orders import Issued, IssueOrder, IssueRequest, Limits, makes_slow_key, prepare, sign
+from core.private_keys import private_key_pem
 from core.queries import CertificateRow
 from core.records import Change, bump_crl_revisions, record_change
 from core.statements import Database, Transaction

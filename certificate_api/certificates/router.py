@@ -22,7 +22,7 @@ from certificate_api.certificates.schemas import (
 )
 from certificate_api.deps import Caller, RuntimeDep
 from certificate_api.errors import problems
-from core import certificates, holds, revocation
+from core import certificates, holds, private_keys, revocation
 from core.certificates import ListFilter
 from core.idempotency import Idempotency
 from core.issuance import issue_certificate as issue
@@ -224,5 +224,5 @@ async def get_private_key(
 ) -> Response:
     """The PKCS#8 key the service made, to its owner only; 410 once destroyed or for a CSR.
     An admin learns whether a key is still held (410 when not) but cannot download it (403)."""
-    pem = await certificates.private_key(runtime.db, runtime.keyring, certificate_id, caller)
+    pem = await private_keys.private_key(runtime.db, runtime.keyring, certificate_id, caller)
     return Response(pem, media_type="application/x-pem-file", headers={"Cache-Control": "no-store"})
