@@ -21,7 +21,7 @@ from account_api.extensions import db, migrate
 from account_api.runtime import Runtime
 from account_api.settings import AccountSettings
 from schema import keyfiles
-from schema.db import engine_options, normalize_url
+from schema.db import engine_options, normalize_url, prepare_sqlite_file
 from schema.logs import configure_logging
 from schema.migrate import MIGRATIONS_DIR
 from schema.tokens import load_verify_key
@@ -83,6 +83,7 @@ def create_app(settings: AccountSettings | None = None) -> OpenAPI:
         doc_url="/openapi.json",
     )
     url = normalize_url(settings.effective_database_url)
+    prepare_sqlite_file(url)
     app.config.update(
         SQLALCHEMY_DATABASE_URI=url,
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(
