@@ -247,14 +247,19 @@ def live(
     from schema.settings import CommonSettings
 
     account_port, certificate_port = free_port(), free_port()
+    # Ports that are not the defaults, and no PUBLIC_BASE_URL or ACCOUNT_API_URL: those
+    # follow HOST and the ports (the certificate /docs "Authorize" depends on it).
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PUBLIC_BASE_URL", "ACCOUNT_API_URL", "HOST")
+    }
     env = {
-        **os.environ,
+        **inherited,
         "DATABASE_URL": database_url,
         "VAR_DIR": str(var_dir),
         "ACCOUNT_API_PORT": str(account_port),
         "CERTIFICATE_API_PORT": str(certificate_port),
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{certificate_port}",
-        "ACCOUNT_API_URL": f"http://127.0.0.1:{account_port}",
         "KEY_POOL_FILL_ON_START": "false",
         **{key.upper(): str(value) for key, value in FAST_ARGON2.items()},
     }
