@@ -35,6 +35,8 @@ SECURITY_SCHEMES: dict[str, Any] = {
 }
 # Bodies may come as form only where the OAuth2 password grant needs it.
 FORM_ENDPOINTS = frozenset({"auth.issue_token"})
+# POSTs that take no body (whatever is sent is ignored).
+BODYLESS_ENDPOINTS = frozenset({"auth.logout"})
 
 
 class BadJson(ApiError):
@@ -55,6 +57,8 @@ def _check_body() -> None:
         # A chunked body is cut at the limit rather than refused: anything after it is too much.
         raise RequestEntityTooLarge()
     if request.method not in ("POST", "PUT", "PATCH") or request.routing_exception is not None:
+        return
+    if request.endpoint in BODYLESS_ENDPOINTS:
         return
     if request.mimetype == "application/json":
         if request.get_json(silent=True) is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated, Any
 
+from flask import Response
 from pydantic import AfterValidator, BaseModel
 
 
@@ -64,3 +65,10 @@ def problem_responses(*statuses: int) -> dict[str | int, type[BaseModel] | dict[
         status: {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
         for status in statuses
     }
+
+
+def no_content() -> Response:
+    """A 204: no body, so no media type."""
+    response = Response(status=204)
+    response.headers.remove("Content-Type")
+    return response

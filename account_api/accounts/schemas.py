@@ -33,6 +33,22 @@ class AccountCreate(BaseModel):
     name: Name
 
 
+class PasswordChange(BaseModel):
+    """A new password, authorized by the current one."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"current_password": "correct horse battery", "new_password": "staple battery"}
+            ]
+        },
+    )
+
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: Password
+
+
 class AccountOut(BaseModel):
     """An account as clients see it: never a password or its hash."""
 

@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 
 from account_api.auth import throttle
 from account_api.auth.passwords import Passwords
-from account_api.errors import Conflict, NotFound, TooManyRequests, Unauthorized
+from account_api.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
 from account_api.settings import AccountSettings
 from schema.accounts import Account, Role
 from schema.base import rfc3339, utcnow
 from schema.certificates import revoke_account_certificates
 from schema.events import EventType, record_event
+from schema.tokens import TokenClaims
 
 BAD_CREDENTIALS = "incorrect email or password"
 
@@ -101,12 +102,36 @@ def authenticate(
     return account
 
 
-def account_for_token(session: Session, account_id: uuid.UUID) -> Account:
-    """The live account a verified token names; a deleted account's tokens are refused."""
-    account = session.get(Account, account_id)
-    if account is None or account.is_deleted:
+def account_for_token(session: Session, claims: TokenClaims) -> Account:
+    """The live account a verified token names; a deleted account's tokens are refused, and
+    so are tokens minted before its last sign-out or password change."""
+    account = session.get(Account, claims.account_id)
+    if account is None or account.is_deleted or not claims.is_current(account.token_generation):
         raise Unauthorized()
     return account
+
+
+def _retire_tokens(account: Account) -> None:
+    # Computed by the database, so two concurrent sign-outs both count.
+    account.token_generation = Account.token_generation + 1
+
+
+def sign_out_everywhere(session: Session, account: Account) -> None:
+    """Every token of the account issued up to now is refused from now on, by both services."""
+    _retire_tokens(account)
+    session.commit()
+
+
+def change_password(
+    session: Session, passwords: Passwords, account: Account, current: str, new: str
+) -> None:
+    """Set a new password if `current` is right (403 otherwise), retiring every token."""
+    ok, _ = passwords.verify_and_update(current, account.password_hash)
+    if not ok:
+        raise Forbidden("the current password is not correct")
+    account.password_hash = passwords.hash(new)
+    _retire_tokens(account)
+    session.commit()
 
 
 def get_visible(session: Session, account_id: uuid.UUID, actor: Account) -> Account:

@@ -9,7 +9,7 @@ import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from schema.base import utcnow
-from schema.tokens import ALGORITHM
+from schema.tokens import ALGORITHM, GENERATION_CLAIM
 
 
 class TokenMinter:
@@ -21,8 +21,8 @@ class TokenMinter:
         self.audience = audience
         self.ttl_seconds = ttl_seconds
 
-    def mint(self, account_id: uuid.UUID) -> str:
-        """A signed token naming the account."""
+    def mint(self, account_id: uuid.UUID, generation: int) -> str:
+        """A signed token naming the account and its current token generation."""
         now = utcnow()
         claims = {
             "sub": str(account_id),
@@ -32,5 +32,6 @@ class TokenMinter:
             "nbf": now - timedelta(seconds=5),
             "exp": now + timedelta(seconds=self.ttl_seconds),
             "jti": uuid.uuid4().hex,
+            GENERATION_CLAIM: generation,
         }
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)  # type: ignore[arg-type]

@@ -46,11 +46,16 @@ WITH_KEY = _certificates.outerjoin(
     CertificateKey.__table__, CertificateKey.certificate_id == Certificate.id
 )
 
+# What every request judges its caller's token by (service.authorize, service._visible):
+# whether the account is deleted, whether it is an admin, and whether the token is of its
+# current generation (not signed out since).
+ACCOUNT_STATE = (Account.role, Account.deleted_at, Account.token_generation)
+
 # Fetch: the caller's account (still there? admin?) and the certificate, in one round trip.
 # An outer join, so that a missing certificate still tells a deleted account (401) from
 # a certificate that is not there or not the caller's (404).
 VISIBLE = (
-    select(Account.role, Account.deleted_at, *CERTIFICATE)
+    select(*ACCOUNT_STATE, *CERTIFICATE)
     .select_from(Account)
     .outerjoin(WITH_KEY, Certificate.id == bindparam("certificate_id"))
     .where(Account.id == bindparam("account_id"))
@@ -59,7 +64,7 @@ VISIBLE = (
 # Hold and release: the same, with the certificate row locked for the change. An inner
 # join (a row lock cannot sit on the nullable side of an outer join).
 LOCK_VISIBLE = (
-    select(Account.role, Account.deleted_at, *CERTIFICATE)
+    select(*ACCOUNT_STATE, *CERTIFICATE)
     .select_from(WITH_KEY)
     .join(Account, Account.id == bindparam("account_id"))
     .where(Certificate.id == bindparam("certificate_id"))
@@ -95,7 +100,7 @@ SET_REVOKED = (
     )
 )
 
-ACCOUNT = select(Account.role, Account.deleted_at).where(Account.id == bindparam("account_id"))
+ACCOUNT = select(*ACCOUNT_STATE).where(Account.id == bindparam("account_id"))
 
 # Issuing share-locks the account: one deleted meanwhile gets no new certificate.
 LOCK_ACCOUNT = (

@@ -45,8 +45,13 @@ class Actor:
 
 async def authorize(db: Database, claims: TokenClaims) -> Actor:
     """The actor a verified token names, if its account still exists; 401 otherwise."""
-    row = await db.one(queries.ACCOUNT, account_id=claims.account_id)
-    if row is None or row.deleted_at is not None:
+    return _caller(await db.one(queries.ACCOUNT, account_id=claims.account_id), claims)
+
+
+def _caller(row: Any, claims: TokenClaims) -> Actor:
+    """Judge the caller's account row (`queries.ACCOUNT_STATE`): a deleted or unknown account,
+    or a token older than the account's last sign-out or password change, is 401."""
+    if row is None or row.deleted_at is not None or not claims.is_current(row.token_generation):
         raise Unauthorized()
     return Actor(claims.account_id, Role(row.role) is Role.ADMIN)
 
@@ -161,9 +166,7 @@ async def _lock_visible(
 def _visible(row: Any, owner: uuid.UUID | None, claims: TokenClaims) -> Actor:
     """The rule of every route on one certificate: a deleted (or unknown) account is 401;
     a certificate that is missing or another account's is 404, unless the caller is admin."""
-    if row is None or row.deleted_at is not None:
-        raise Unauthorized()
-    actor = Actor(claims.account_id, Role(row.role) is Role.ADMIN)
+    actor = _caller(row, claims)
     if owner is None or not (actor.is_admin or owner == actor.id):
         raise NotFound("no such certificate")
     return actor
