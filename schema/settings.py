@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from schema.clients import Network, parse_networks
 
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 (recognised, not bound)
 
@@ -43,6 +45,10 @@ class CommonSettings(BaseSettings):
     db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout: float = Field(default=5.0, gt=0)
 
+    # Reverse proxies whose X-Forwarded-For is believed for the client address (throttling,
+    # rate limits, logs): networks or addresses, comma-separated. Empty: none.
+    trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = ()
+
     # Access tokens: EdDSA. Only the account service has the private key.
     token_public_key: SecretStr | None = None
     token_public_key_file: Path | None = None
@@ -58,6 +64,11 @@ class CommonSettings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        return parse_networks(value) if isinstance(value, str) else value
 
     @field_validator("webhook_url")
     @classmethod

@@ -208,6 +208,9 @@ def issue(certs: Any) -> Callable[..., dict[str, Any]]:
     return make
 
 
+TEST_PROXY = "127.0.0.3"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -261,6 +264,8 @@ def live(
         "ACCOUNT_API_PORT": str(account_port),
         "CERTIFICATE_API_PORT": str(certificate_port),
         "KEY_POOL_FILL_ON_START": "false",
+        # A reverse proxy on this loopback address: tests connect from it to play one.
+        "TRUSTED_PROXIES": TEST_PROXY,
         **{key.upper(): str(value) for key, value in FAST_ARGON2.items()},
     }
     settings = CommonSettings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -96,3 +97,27 @@ def test_the_account_service_engine_hides_parameters(account_app: Any) -> None:
 
     with account_app.app_context():
         assert db.engine.hide_parameters
+
+
+def test_both_services_log_the_client_a_trusted_proxy_names_and_no_one_elses(
+    live: LiveServices,
+) -> None:
+    from tests.conftest import TEST_PROXY
+
+    sent: dict[str, tuple[str, str]] = {}
+    for base in (live.account_url, live.certificate_url):
+        for peer in ("127.0.0.1", TEST_PROXY):
+            request_id = f"client-{uuid.uuid4().hex[:12]}"
+            transport = httpx.HTTPTransport(local_address=peer)
+            with httpx.Client(transport=transport) as client:
+                answer = client.get(
+                    f"{base}/healthz",
+                    headers={"X-Forwarded-For": "198.51.100.77", "X-Request-ID": request_id},
+                )
+            assert answer.status_code == 200
+            sent[request_id] = (base, "198.51.100.77" if peer == TEST_PROXY else peer)
+    records = [
+        json.loads(line) for line in live.log_path.read_text().splitlines() if line.startswith("{")
+    ]
+    logged = {r["request_id"]: r.get("client") for r in records if r.get("request_id") in sent}
+    assert logged == {request_id: client for request_id, (_, client) in sent.items()}

@@ -63,28 +63,37 @@ def create_account(
     return account
 
 
+def login_limits(settings: AccountSettings) -> throttle.Limits:
+    """The throttle's limits from settings."""
+    return throttle.Limits(
+        window=timedelta(seconds=settings.login_window_seconds),
+        per_email_and_client=settings.login_max_failures,
+        per_client=settings.login_max_failures_per_client,
+    )
+
+
+def _reserve_attempt(session: Session, key: str, client: str, limits: throttle.Limits) -> None:
+    try:
+        throttle.reserve(session, key, client, utcnow(), limits)
+    except throttle.Throttled as exc:
+        raise TooManyRequests(
+            "too many failed attempts; try again later", {"Retry-After": str(exc.retry_after)}
+        ) from None
+
+
 def authenticate(
     session: Session,
     passwords: Passwords,
-    settings: AccountSettings,
+    limits: throttle.Limits,
     email: str,
     password: str,
     client: str,
 ) -> Account:
     """The account these credentials open, or the same 401 whatever was wrong; 429 if throttled."""
-    now = utcnow()
     key = email_key(email)
-    wait = throttle.retry_after(
-        session,
-        key,
-        client,
-        now,
-        timedelta(seconds=settings.login_window_seconds),
-        settings.login_max_failures,
-        settings.login_max_failures_per_client,
-    )
-    if wait is not None:
-        raise TooManyRequests("too many failed logins; try again later", {"Retry-After": str(wait)})
+    # Counted as a failure before the password is checked (see throttle.py); while
+    # throttled, even the right password waits, or the throttle would be an oracle.
+    _reserve_attempt(session, key, client, limits)
     account = live_account_by_email(session, email)
     if account is None:
         passwords.burn(password)
@@ -92,12 +101,11 @@ def authenticate(
     else:
         ok, new_hash = passwords.verify_and_update(password, account.password_hash)
     if not ok or account is None:
-        throttle.record_failure(session, key, client, now)
-        session.commit()
+        session.rollback()
         raise Unauthorized(BAD_CREDENTIALS)
     if new_hash is not None:
         account.password_hash = new_hash
-    throttle.clear_failures(session, key)
+    throttle.succeeded(session, key, client)
     session.commit()
     return account
 
@@ -123,14 +131,27 @@ def sign_out_everywhere(session: Session, account: Account) -> None:
 
 
 def change_password(
-    session: Session, passwords: Passwords, account: Account, current: str, new: str
+    session: Session,
+    passwords: Passwords,
+    limits: throttle.Limits,
+    account: Account,
+    passwords_given: tuple[str, str],
+    client: str,
 ) -> None:
-    """Set a new password if `current` is right (403 otherwise), retiring every token."""
+    """Set a new password if the current one is right (403 otherwise), retiring every token.
+
+    Wrong current passwords count as failed logins, so a stolen token cannot be used to
+    guess the password faster than the login form allows.
+    """
+    current, new = passwords_given
+    _reserve_attempt(session, account.email_key, client, limits)
     ok, _ = passwords.verify_and_update(current, account.password_hash)
     if not ok:
+        session.rollback()
         raise Forbidden("the current password is not correct")
     account.password_hash = passwords.hash(new)
     _retire_tokens(account)
+    throttle.succeeded(session, account.email_key, client)
     session.commit()
 
 

@@ -11,7 +11,7 @@ from account_api.accounts.schemas import AccountCreate, AccountOut, AccountPath,
 from account_api.auth.current import BEARER_SECURITY, current_account
 from account_api.errors import PROBLEM
 from account_api.extensions import session
-from account_api.runtime import runtime
+from account_api.runtime import client, runtime
 from account_api.schemas import ProblemOut, no_content, problem_responses
 
 bp = APIBlueprint(
@@ -62,9 +62,14 @@ def read_me() -> Response:
 def change_password(body: PasswordChange) -> Response:
     """Set a new password; the current one is required (403 when wrong). Every token issued
     before, the caller's included, is refused by both services from then on."""
-    account = current_account()
+    rt = runtime()
     service.change_password(
-        session(), runtime().passwords, account, body.current_password, body.new_password
+        session(),
+        rt.passwords,
+        service.login_limits(rt.settings),
+        current_account(),
+        (body.current_password, body.new_password),
+        client(),
     )
     return no_content()
 

@@ -12,7 +12,7 @@ from account_api.auth.current import BEARER_SECURITY, current_account
 from account_api.auth.schemas import TokenForm, TokenJson, TokenOut
 from account_api.errors import ApiError, validation_problem
 from account_api.extensions import session
-from account_api.runtime import runtime
+from account_api.runtime import client, runtime
 from account_api.schemas import no_content, problem_responses
 
 bp = APIBlueprint(
@@ -67,9 +67,8 @@ def issue_token() -> Response:
     except ValidationError as exc:
         return validation_problem(exc.errors(include_input=False, include_url=False))
     rt = runtime()
-    account = service.authenticate(
-        session(), rt.passwords, rt.settings, email, password, request.remote_addr or "unknown"
-    )
+    limits = service.login_limits(rt.settings)
+    account = service.authenticate(session(), rt.passwords, limits, email, password, client())
     token = rt.minter.mint(account.id, account.token_generation)
     out = TokenOut(access_token=token, expires_in=rt.minter.ttl_seconds)
     response = Response(out.model_dump_json(), mimetype="application/json")
