@@ -24,7 +24,6 @@ from schema import keyfiles
 from schema.db import engine_options, normalize_url, prepare_sqlite_file
 from schema.logs import configure_logging
 from schema.migrate import MIGRATIONS_DIR
-from schema.tokens import load_verify_key
 
 SECURITY_SCHEMES: dict[str, Any] = {
     "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
@@ -108,13 +107,14 @@ def create_app(settings: AccountSettings | None = None) -> OpenAPI:
         settings.token_private_key.get_secret_value() if settings.token_private_key else None,
         settings.token_private_key_file,
     )
+    minter = TokenMinter(
+        private_pem, settings.token_issuer, settings.token_audience, settings.token_ttl_seconds
+    )
     app.extensions["tessera"] = Runtime(
         settings=settings,
         passwords=Passwords(settings),
-        minter=TokenMinter(
-            private_pem, settings.token_issuer, settings.token_audience, settings.token_ttl_seconds
-        ),
-        verify_key=load_verify_key(keyfiles.token_verify_key(settings)),
+        minter=minter,
+        verify_key=minter.verify_key,
     )
 
     observability.install(app)
