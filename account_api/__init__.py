@@ -77,7 +77,10 @@ def create_app(settings: AccountSettings | None = None) -> OpenAPI:
         info=Info(
             title="Tessera accounts",
             version="1.0.0",
-            description="Sign up, log in for a bearer token, read and delete accounts.",
+            description=(
+                "Sign up, log in for a bearer token, sign out everywhere, change the "
+                "password, read and delete accounts."
+            ),
         ),
         security_schemes=SECURITY_SCHEMES,
         validation_error_status=422,
