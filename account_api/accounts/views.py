@@ -57,7 +57,7 @@ def read_me() -> Response:
     "/me/password",
     summary="Change the password",
     security=BEARER_SECURITY,
-    responses={204: None, **problem_responses(401, 403, 413, 415, 422, 429)},
+    responses={204: None, **problem_responses(400, 401, 403, 413, 415, 422, 429)},
 )
 def change_password(body: PasswordChange) -> Response:
     """Set a new password; the current one is required (403 when wrong). Every token issued
