@@ -72,7 +72,8 @@ def _locked_until(
 def reserve(session: Session, email_key: str, client: str, now: datetime, limits: Limits) -> int:
     """Record this attempt as a failure and commit, or raise Throttled (nothing recorded).
 
-    Returns the record's id, for `succeeded` to remove if the password turns out right.
+    Returns the record's id; `succeeded` removes it with the address's other failures for
+    that email if the password turns out right.
     """
     _serialize_per_client(session, client)
     attempt = LoginFailure(email_key=email_key, client=client, failed_at=now)
