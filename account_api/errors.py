@@ -47,6 +47,10 @@ class Unauthorized(ApiError):
         super().__init__(detail, {"WWW-Authenticate": 'Bearer realm="tessera"'})
 
 
+class Forbidden(ApiError):
+    status, title = 403, "Forbidden"
+
+
 class Unprocessable(ApiError):
     status, title = 422, "Unprocessable Content"
 

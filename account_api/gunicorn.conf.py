@@ -52,6 +52,21 @@ def on_starting(server: Any) -> None:
         stale.unlink()
 
 
+def pre_request(worker: Any, req: Any) -> None:
+    """Answer with `Connection: close` when the app will leave part of the body unread.
+
+    A body over the limit is refused (413) without being read, and one of unknown length
+    (chunked) may be; Gunicorn then drains at most 64 KiB of what is left and otherwise
+    drops the connection after an answer that promised keep-alive, so a client's next
+    request on it would be lost. Closing cleanly tells the client to reconnect instead.
+    """
+    headers = dict(req.headers)  # names are upper-case
+    length = headers.get("CONTENT-LENGTH", "")
+    chunked = "chunked" in headers.get("TRANSFER-ENCODING", "").lower()
+    if chunked or (length.isdigit() and int(length) > _settings.max_body_bytes):
+        req.force_close()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """Forget a dead worker's live gauges."""
     from prometheus_client import multiprocess

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from account_api.errors import problem
 from account_api.extensions import db
+from account_api.runtime import client
 from schema.logs import request_id_var
 from schema.metrics import observe_request, render_metrics
 
@@ -68,7 +69,7 @@ def install(app: Flask) -> None:
                 "path": request.path,  # never the query string: it may carry secrets
                 "status": response.status_code,
                 "duration_ms": round(elapsed * 1000, 2),
-                "client": request.remote_addr,
+                "client": client(),
             },
         )
         return response

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+import unicodedata
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from flask import Response
+from pydantic import AfterValidator, BaseModel
+
+
+def _no_control_characters(value: str) -> str:
+    # NUL cannot be stored in PostgreSQL text at all; other control characters have no
+    # place in a name or an address, and would reach logs and other people's screens.
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(_no_control_characters)]
+"""A string without control characters (NUL, escapes, newlines...)."""
 
 
 class FieldError(BaseModel):
@@ -51,3 +65,10 @@ def problem_responses(*statuses: int) -> dict[str | int, type[BaseModel] | dict[
         status: {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
         for status in statuses
     }
+
+
+def no_content() -> Response:
+    """A 204: no body, so no media type."""
+    response = Response(status=204)
+    response.headers.remove("Content-Type")
+    return response

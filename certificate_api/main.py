@@ -24,7 +24,8 @@ DESCRIPTION = """
 A two-level certificate authority. Sign up and get a token from the account service,
 then press **Authorize** (OAuth2 password flow: your email and password) to issue,
 fetch, list, hold and revoke certificates here. Relying parties check status through
-the CRL and OCSP routes, which need no token.
+the CRL and OCSP routes, which need no token. A token stops working here at once when
+its account signs out everywhere, changes its password or is deleted.
 """
 
 

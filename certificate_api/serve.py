@@ -42,6 +42,8 @@ from typing import Any
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from schema.settings import CommonSettings
+
 APP = "certificate_api.asgi:app"
 PR_SET_PDEATHSIG = 1
 MAX_PAUSE_SECONDS = 30.0
@@ -236,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.log_config:
         options["log_config"] = args.log_config
+    # X-Forwarded-For is believed only from TRUSTED_PROXIES (Uvicorn's own default would
+    # believe any local peer), and then only the entries those proxies added.
+    trusted = CommonSettings().trusted_proxies
+    options["proxy_headers"] = bool(trusted)
+    options["forwarded_allow_ips"] = [str(network) for network in trusted]
     uvicorn.Config(APP, **options)  # sets up this process's logging as the workers' is
     shown = f"[{args.host}]" if ":" in args.host else args.host
     try:

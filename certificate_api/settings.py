@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -12,6 +13,8 @@ from schema.settings import CommonSettings
 
 class CertificateSettings(CommonSettings):
     """Settings of the certificate service (environment and `.env`)."""
+
+    public_url_required: ClassVar[bool] = True
 
     # Master keys sealing private keys at rest: `id:base64` lines, the current one first.
     master_keys: SecretStr | None = None

@@ -23,9 +23,14 @@ class Actor:
 
 def actor_of(account: AccountRow | None, caller: TokenClaims) -> Actor:
     """The account check, wherever the account row was read (on its own, or joined to the
-    certificate a route reads): a missing or deleted account is refused. Every check of
+    certificate a route reads): a missing or deleted account, or a token older than the
+    account's last sign-out or password change, is refused. Every check of
     the caller's credential against its account row belongs here."""
-    if account is None or account.deleted_at is not None:
+    if (
+        account is None
+        or account.deleted_at is not None
+        or not caller.is_current(account.token_generation)
+    ):
         raise Unauthorized()
     return Actor(caller.account_id, Role(account.role) is Role.ADMIN)
 

@@ -33,6 +33,7 @@ class AccountRow(NamedTuple):
 
     role: str
     deleted_at: datetime | None
+    token_generation: int
 
 
 class LockedAccountRow(NamedTuple):
@@ -71,6 +72,7 @@ class VisibleRow(NamedTuple):
 
     role: str
     deleted_at: datetime | None
+    token_generation: int
     id: uuid.UUID | None
     account_id: uuid.UUID | None
     issuer_id: uuid.UUID | None
@@ -94,11 +96,11 @@ class VisibleRow(NamedTuple):
     @property
     def account(self) -> AccountRow:
         """The caller's account."""
-        return AccountRow(self.role, self.deleted_at)
+        return AccountRow(self.role, self.deleted_at, self.token_generation)
 
     def certificate(self) -> CertificateRow | None:
         """The certificate, or None when none matched."""
-        return None if self.id is None else CertificateRow._make(self[2:])
+        return None if self.id is None else CertificateRow._make(self[len(ACCOUNT_STATE) :])
 
 
 class UpdatedRow(NamedTuple):
@@ -146,11 +148,16 @@ WITH_KEY = _certificates.outerjoin(
     CertificateKey.__table__, CertificateKey.certificate_id == Certificate.id
 )
 
+# What every request judges its caller's token by (`actors.actor_of`): whether the account
+# is deleted, whether it is an admin, and whether the token is of its current generation
+# (not signed out since).
+ACCOUNT_STATE = (Account.role, Account.deleted_at, Account.token_generation)
+
 # Fetch: the caller's account (still there? admin?) and the certificate, in one round trip.
 # An outer join, so that a missing certificate still tells a deleted account (401) from
 # a certificate that is not there or not the caller's (404).
 VISIBLE = Query(
-    select(Account.role, Account.deleted_at, *CERTIFICATE)
+    select(*ACCOUNT_STATE, *CERTIFICATE)
     .select_from(Account)
     .outerjoin(WITH_KEY, Certificate.id == bindparam("certificate_id"))
     .where(Account.id == bindparam("account_id")),
@@ -160,7 +167,7 @@ VISIBLE = Query(
 # Hold and release: the same, with the certificate row locked for the change. An inner
 # join (a row lock cannot sit on the nullable side of an outer join).
 LOCK_VISIBLE = Query(
-    select(Account.role, Account.deleted_at, *CERTIFICATE)
+    select(*ACCOUNT_STATE, *CERTIFICATE)
     .select_from(WITH_KEY)
     .join(Account, Account.id == bindparam("account_id"))
     .where(Certificate.id == bindparam("certificate_id"))
@@ -201,7 +208,7 @@ SET_REVOKED = Query(
 )
 
 ACCOUNT = Query(
-    select(Account.role, Account.deleted_at).where(Account.id == bindparam("account_id")),
+    select(*ACCOUNT_STATE).where(Account.id == bindparam("account_id")),
     AccountRow,
 )
 

@@ -38,6 +38,10 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Copied into every access token; signing out everywhere or changing the password adds
+    # one, and both services refuse a token whose number is older. A counter, not a time:
+    # a token minted in the same second as the sign-out, before or after, is told apart.
+    token_generation: Mapped[int] = mapped_column(default=0, server_default=text("0"))
 
     __table_args__ = (
         Index(

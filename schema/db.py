@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +39,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
 def engine_options(
     url: str, pool_size: int = 10, max_overflow: int = 0, pool_timeout: float = 5.0
 ) -> dict[str, Any]:
-    """Keyword arguments for `create_engine` (Flask-SQLAlchemy takes the same ones)."""
+    """Keyword arguments for `create_engine` (Flask-SQLAlchemy takes the same ones).
+
+    `hide_parameters`: a failed statement's error (and so any log of it) never carries the
+    values it was sent with, which may be a password hash or a sealed key.
+    """
     if is_sqlite(url):
-        return {"connect_args": {"check_same_thread": False, "timeout": 10}}
+        return {
+            "connect_args": {"check_same_thread": False, "timeout": 10},
+            "hide_parameters": True,
+        }
     return {
+        "hide_parameters": True,
         "pool_size": pool_size,
         "max_overflow": max_overflow,
         "pool_timeout": pool_timeout,
@@ -57,13 +67,26 @@ def install_sqlite_pragmas(engine: Engine) -> None:
         event.listen(engine, "connect", _sqlite_pragmas)
 
 
+def prepare_sqlite_file(url: str) -> None:
+    """Create an SQLite database file (and its directory) readable by its owner only.
+
+    SQLite would create it with the umask's mode (often world-readable); its journal
+    files take the database file's mode, so they are private too.
+    """
+    if not is_sqlite(url):
+        return
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 def make_engine(url: str, **pool: Any) -> Engine:
     """An engine for the URL, with the pragmas or pool settings that fit its backend."""
     url = normalize_url(url)
-    if is_sqlite(url):
-        path = make_url(url).database
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    prepare_sqlite_file(url)
     engine = create_engine(url, **engine_options(url, **pool))
     install_sqlite_pragmas(engine)
     return engine

@@ -24,8 +24,16 @@ HTTP_LATENCY = Histogram(
 )
 
 
+# Label values come only from these sets: a client's made-up method would otherwise add a
+# time series per request, and /metrics would grow without bound. Unmatched paths are
+# already one value ("unmatched"): the route label is the matched template, never the path.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
+
+
 def observe_request(service: str, method: str, route: str, status: int, seconds: float) -> None:
-    """Count one answered request and its latency."""
+    """Count one answered request and its latency (unknown methods under one label)."""
+    method = method if method in KNOWN_METHODS else OTHER_METHOD
     HTTP_REQUESTS.labels(service, method, route, str(status)).inc()
     HTTP_LATENCY.labels(service, method, route).observe(seconds)
 

@@ -3,29 +3,51 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from schema.clients import Network, parse_networks
+
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 (recognised, not bound)
+
+
+def http_url(host: str, port: int) -> str:
+    """`http://host:port`, with an IPv6 address in brackets."""
+    host = host.strip("[]")
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class CommonSettings(BaseSettings):
     """What every process of the product reads: database, ports, public URLs, token checks."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
+    # An invalid setting is reported without the values read: they include secrets.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", env_file_encoding="utf-8", hide_input_in_errors=True
+    )
 
     var_dir: Path = Path("var")
     database_url: str = Field(default="", description="SQLAlchemy URL; SQLite under var/ if empty")
     host: str = "127.0.0.1"
     account_api_port: int = 5001
     certificate_api_port: int = 5002
-    public_base_url: str = "http://127.0.0.1:5002"
-    account_api_url: str = "http://127.0.0.1:5001"
+    # Whether this process puts PUBLIC_BASE_URL where others rely on it (the certificate
+    # service does), so that it must not be derived from a wildcard HOST.
+    public_url_required: ClassVar[bool] = False
+    # Empty: derived from HOST and the port (see `_derive_urls`).
+    public_base_url: str = ""
+    account_api_url: str = ""
     max_validity_days: int = Field(default=199, ge=1, le=3650)
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout: float = Field(default=5.0, gt=0)
+
+    # Reverse proxies whose X-Forwarded-For is believed for the client address (throttling,
+    # rate limits, logs): networks or addresses, comma-separated. Empty: none.
+    trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = ()
 
     # Access tokens: EdDSA. Only the account service has the private key.
     token_public_key: SecretStr | None = None
@@ -43,10 +65,36 @@ class CommonSettings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        return parse_networks(value) if isinstance(value, str) else value
+
     @field_validator("webhook_url")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _derive_urls(self) -> CommonSettings:
+        """Unset public URLs follow HOST and the ports, so changing a port moves them too."""
+        if not self.public_base_url and self.host_is_wildcard and self.public_url_required:
+            # Certificates carry PUBLIC_BASE_URL (CRL, OCSP, issuer) and ACME clients are sent
+            # to it: one built from 0.0.0.0 would be signed into certificates nobody can check.
+            raise ValueError(
+                f"HOST={self.host or '(empty)'} listens on every interface: set PUBLIC_BASE_URL "
+                "to the address relying parties and ACME clients use"
+            )
+        if not self.public_base_url:
+            self.public_base_url = http_url(self.host, self.certificate_api_port)
+        if not self.account_api_url:
+            self.account_api_url = http_url(self.host, self.account_api_port)
+        return self
+
+    @property
+    def host_is_wildcard(self) -> bool:
+        """Whether HOST means "every interface": no one reaches a service at that address."""
+        return self.host.strip("[]") in WILDCARD_HOSTS
 
     @property
     def effective_database_url(self) -> str:

@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 ALGORITHM = "EdDSA"
+# The private claim naming the account's token generation (see Account.token_generation).
+GENERATION_CLAIM = "gen"
 
 
 class InvalidToken(Exception):
@@ -22,11 +24,16 @@ class InvalidToken(Exception):
 
 @dataclass(frozen=True)
 class TokenClaims:
-    """What a verified token says: whose it is."""
+    """What a verified token says: whose it is, and of which of its generations."""
 
     account_id: uuid.UUID
     token_id: str
     expires_at: float  # Unix seconds
+    generation: int = 0  # the account's token_generation when it was minted
+
+    def is_current(self, token_generation: int) -> bool:
+        """Whether the account has not signed out (or changed its password) since minting."""
+        return self.generation >= token_generation
 
 
 def load_verify_key(public_key_pem: bytes) -> Ed25519PublicKey:
@@ -55,9 +62,16 @@ def verify_access_token(
             account_id=uuid.UUID(claims["sub"]),
             token_id=str(claims["jti"]),
             expires_at=float(claims["exp"]),
+            generation=_generation(claims.get(GENERATION_CLAIM, 0)),
         )
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise InvalidToken(str(exc)) from exc
+
+
+def _generation(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("the token generation must be a non-negative integer")
+    return value
 
 
 class VerifiedTokens:

@@ -208,6 +208,9 @@ def issue(certs: Any) -> Callable[..., dict[str, Any]]:
     return make
 
 
+TEST_PROXY = "127.0.0.3"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -247,15 +250,22 @@ def live(
     from schema.settings import CommonSettings
 
     account_port, certificate_port = free_port(), free_port()
+    # Ports that are not the defaults, and no PUBLIC_BASE_URL or ACCOUNT_API_URL: those
+    # follow HOST and the ports (the certificate /docs "Authorize" depends on it).
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PUBLIC_BASE_URL", "ACCOUNT_API_URL", "HOST")
+    }
     env = {
-        **os.environ,
+        **inherited,
         "DATABASE_URL": database_url,
         "VAR_DIR": str(var_dir),
         "ACCOUNT_API_PORT": str(account_port),
         "CERTIFICATE_API_PORT": str(certificate_port),
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{certificate_port}",
-        "ACCOUNT_API_URL": f"http://127.0.0.1:{account_port}",
         "KEY_POOL_FILL_ON_START": "false",
+        # A reverse proxy on this loopback address: tests connect from it to play one.
+        "TRUSTED_PROXIES": TEST_PROXY,
         **{key.upper(): str(value) for key, value in FAST_ARGON2.items()},
     }
     settings = CommonSettings(

@@ -45,3 +45,42 @@ def test_services_ports_healthchecks_and_dependencies() -> None:
         }, name
         assert services[name]["environment"]["DATABASE_URL"].startswith("postgresql://")
     assert "readyz" in " ".join(services["certificate-api"]["healthcheck"]["test"])
+
+
+# What each container may hold: a service that can mint tokens cannot read private keys
+# at rest, and the other way round.
+OWN_SECRETS = {
+    "migrate": set(),
+    "account-api": {"token_private_key"},
+    "certificate-api": {"token_public_key", "master_keys"},
+    "worker": {"webhook_secret"},
+}
+SECRET_SETTINGS = {
+    "token_private_key": "TOKEN_PRIVATE_KEY_FILE",
+    "token_public_key": "TOKEN_PUBLIC_KEY_FILE",
+    "master_keys": "MASTER_KEYS_FILE",
+    "webhook_secret": "WEBHOOK_SECRET_FILE",
+}
+SECRET_VARIABLES = {
+    *SECRET_SETTINGS.values(),
+    *(name.removesuffix("_FILE") for name in SECRET_SETTINGS.values()),
+}
+
+
+def test_each_container_gets_only_its_own_secrets() -> None:
+    compose = load()
+    services = compose["services"]
+    assert set(compose["secrets"]) == set(SECRET_SETTINGS)
+    for name, own in OWN_SECRETS.items():
+        service = services[name]
+        # A shared .env would hand every container every secret.
+        assert "env_file" not in service, name
+        assert set(service.get("secrets", [])) == own, name
+        environment = service.get("environment", {})
+        assert {key for key in environment if key in SECRET_VARIABLES} == {
+            SECRET_SETTINGS[secret] for secret in own
+        }, name
+        for secret in own:
+            assert environment[SECRET_SETTINGS[secret]] == f"/run/secrets/{secret}", name
+        # Nor may a directory of generated secrets be shared between containers.
+        assert not service.get("volumes"), name

@@ -8,11 +8,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, PlainSerializer, StringConstraints
 
+from account_api.schemas import PlainText
 from schema.base import rfc3339
 
 Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]
 Password = Annotated[str, Field(min_length=8, max_length=256, description="8 to 256 characters")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[PlainText, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class AccountCreate(BaseModel):
@@ -27,9 +28,25 @@ class AccountCreate(BaseModel):
         },
     )
 
-    email: EmailStr = Field(max_length=320)
+    email: EmailStr = Field(max_length=320)  # email-validator refuses control characters
     password: Password
     name: Name
+
+
+class PasswordChange(BaseModel):
+    """A new password, authorized by the current one."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"current_password": "correct horse battery", "new_password": "staple battery"}
+            ]
+        },
+    )
+
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: Password
 
 
 class AccountOut(BaseModel):

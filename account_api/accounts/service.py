@@ -12,13 +12,14 @@ from sqlalchemy.orm import Session
 
 from account_api.auth import throttle
 from account_api.auth.passwords import Passwords
-from account_api.errors import Conflict, NotFound, TooManyRequests, Unauthorized
+from account_api.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
 from account_api.settings import AccountSettings
 from core import sessions
 from core.revocation import revoke_account_certificates
 from schema.accounts import Account, Role
 from schema.base import rfc3339, utcnow
 from schema.events import EventType, record_event
+from schema.tokens import TokenClaims
 
 BAD_CREDENTIALS = "incorrect email or password"
 
@@ -47,11 +48,13 @@ class NewAccount:
 
 @dataclass(frozen=True)
 class Login:
-    """A login attempt: the credentials, and the client address it came from."""
+    """A login attempt (or a password change's check of the current password): the
+    credentials, and the client address it came from."""
 
     email: str
     password: str
     client: str
+    new_password: str = ""
 
 
 def create_account(session: Session, passwords: Passwords, new: NewAccount) -> Account:
@@ -76,21 +79,33 @@ def create_account(session: Session, passwords: Passwords, new: NewAccount) -> A
     return account
 
 
+def login_limits(settings: AccountSettings) -> throttle.Limits:
+    """The throttle's limits from settings."""
+    return throttle.Limits(
+        window=timedelta(seconds=settings.login_window_seconds),
+        per_email_and_client=settings.login_max_failures,
+        per_client=settings.login_max_failures_per_client,
+    )
+
+
+def _reserve_attempt(session: Session, key: str, client: str, limits: throttle.Limits) -> None:
+    try:
+        throttle.reserve(session, key, client, utcnow(), limits)
+    except throttle.Throttled as exc:
+        raise TooManyRequests(
+            "too many failed attempts; try again later", {"Retry-After": str(exc.retry_after)}
+        ) from None
+
+
 def authenticate(
-    session: Session, passwords: Passwords, settings: AccountSettings, login: Login
+    session: Session, passwords: Passwords, limits: throttle.Limits, login: Login
 ) -> Account:
     """The account these credentials open, or the same 401 whatever was wrong; 429 if throttled."""
-    now = utcnow()
     email, password, client = login.email, login.password, login.client
     key = email_key(email)
-    limits = throttle.Limits(
-        timedelta(seconds=settings.login_window_seconds),
-        settings.login_max_failures,
-        settings.login_max_failures_per_client,
-    )
-    wait = throttle.retry_after(session, key, client, now, limits)
-    if wait is not None:
-        raise TooManyRequests("too many failed logins; try again later", {"Retry-After": str(wait)})
+    # Counted as a failure before the password is checked (see throttle.py); while
+    # throttled, even the right password waits, or the throttle would be an oracle.
+    _reserve_attempt(session, key, client, limits)
     account = live_account_by_email(session, email)
     if account is None:
         passwords.burn(password)
@@ -98,22 +113,57 @@ def authenticate(
     else:
         ok, new_hash = passwords.verify_and_update(password, account.password_hash)
     if not ok or account is None:
-        throttle.record_failure(session, key, client, now)
-        session.commit()
+        session.rollback()
         raise Unauthorized(BAD_CREDENTIALS)
     if new_hash is not None:
         account.password_hash = new_hash
-    throttle.clear_failures(session, key)
+    throttle.succeeded(session, key, client)
     session.commit()
     return account
 
 
-def account_for_token(session: Session, account_id: uuid.UUID) -> Account:
-    """The live account a verified token names; a deleted account's tokens are refused."""
-    account = session.get(Account, account_id)
-    if account is None or account.is_deleted:
+def account_for_token(session: Session, claims: TokenClaims) -> Account:
+    """The live account a verified token names; a deleted account's tokens are refused, and
+    so are tokens minted before its last sign-out or password change."""
+    account = session.get(Account, claims.account_id)
+    if account is None or account.is_deleted or not claims.is_current(account.token_generation):
         raise Unauthorized()
     return account
+
+
+def _retire_tokens(account: Account) -> None:
+    # Computed by the database, so two concurrent sign-outs both count.
+    account.token_generation = Account.token_generation + 1
+
+
+def sign_out_everywhere(session: Session, account: Account) -> None:
+    """Every token of the account issued up to now is refused from now on, by both services."""
+    _retire_tokens(account)
+    session.commit()
+
+
+def change_password(
+    session: Session,
+    passwords: Passwords,
+    limits: throttle.Limits,
+    account: Account,
+    change: Login,
+) -> None:
+    """Set a new password if the current one is right (403 otherwise), retiring every token.
+
+    Wrong current passwords count as failed logins, so a stolen token cannot be used to
+    guess the password faster than the login form allows.
+    """
+    current, new, client = change.password, change.new_password, change.client
+    _reserve_attempt(session, account.email_key, client, limits)
+    ok, _ = passwords.verify_and_update(current, account.password_hash)
+    if not ok:
+        session.rollback()
+        raise Forbidden("the current password is not correct")
+    account.password_hash = passwords.hash(new)
+    _retire_tokens(account)
+    throttle.succeeded(session, account.email_key, client)
+    session.commit()
 
 
 def get_visible(session: Session, account_id: uuid.UUID, actor: Account) -> Account:

@@ -7,12 +7,12 @@ from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 
 from account_api.accounts import service
-from account_api.accounts.schemas import AccountCreate, AccountOut, AccountPath
+from account_api.accounts.schemas import AccountCreate, AccountOut, AccountPath, PasswordChange
 from account_api.auth.current import BEARER_SECURITY, current_account
 from account_api.errors import PROBLEM
 from account_api.extensions import session
-from account_api.runtime import runtime
-from account_api.schemas import ProblemOut, problem_responses
+from account_api.runtime import client, runtime
+from account_api.schemas import ProblemOut, no_content, problem_responses
 
 bp = APIBlueprint(
     "accounts",
@@ -52,6 +52,26 @@ def read_me() -> Response:
     return _reply(current_account())
 
 
+@bp.post(
+    "/me/password",
+    summary="Change the password",
+    security=BEARER_SECURITY,
+    responses={204: None, **problem_responses(400, 401, 403, 413, 415, 422, 429)},
+)
+def change_password(body: PasswordChange) -> Response:
+    """Set a new password; the current one is required (403 when wrong). Every token issued
+    before, the caller's included, is refused by both services from then on."""
+    rt = runtime()
+    service.change_password(
+        session(),
+        rt.passwords,
+        service.login_limits(rt.settings),
+        account := current_account(),
+        service.Login(account.email, body.current_password, client(), body.new_password),
+    )
+    return no_content()
+
+
 @bp.get(
     "/<id>",
     summary="Read an account",
@@ -76,9 +96,7 @@ def delete_account(path: AccountPath) -> Response:
     actor = current_account()
     account = service.get_visible(session(), path.id, actor)
     service.delete_account(session(), account, actor_id=actor.id)
-    deleted = Response(status=204)
-    deleted.headers.remove("Content-Type")  # no body, so no media type
-    return deleted
+    return no_content()
 
 
 __all__ = ["PROBLEM", "ProblemOut", "bp"]

@@ -28,4 +28,4 @@ def current_account() -> Account:
         )
     except InvalidToken:
         raise Unauthorized() from None
-    return service.account_for_token(session(), claims.account_id)
+    return service.account_for_token(session(), claims)

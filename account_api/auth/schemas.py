@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from account_api.schemas import PlainText
+
 
 class TokenForm(BaseModel):
     """OAuth2 password grant (RFC 6749 §4.3), as Swagger UI's "Authorize" sends it."""
@@ -13,7 +15,7 @@ class TokenForm(BaseModel):
     model_config = ConfigDict(extra="ignore")  # client_id, scope... are allowed and unused
 
     grant_type: Literal["password"] | None = None
-    username: str = Field(min_length=1, max_length=320, description="the account's email")
+    username: PlainText = Field(min_length=1, max_length=320, description="the account's email")
     password: str = Field(min_length=1, max_length=256)
 
 
@@ -27,7 +29,7 @@ class TokenJson(BaseModel):
         },
     )
 
-    email: str = Field(min_length=1, max_length=320)
+    email: PlainText = Field(min_length=1, max_length=320)
     password: str = Field(min_length=1, max_length=256)
 
 

@@ -8,11 +8,12 @@ from flask_openapi3.models.tag import Tag
 from pydantic import BaseModel, ValidationError
 
 from account_api.accounts import service
+from account_api.auth.current import BEARER_SECURITY, current_account
 from account_api.auth.schemas import TokenForm, TokenJson, TokenOut
 from account_api.errors import ApiError, validation_problem
 from account_api.extensions import session
-from account_api.runtime import runtime
-from account_api.schemas import problem_responses
+from account_api.runtime import client, runtime
+from account_api.schemas import no_content, problem_responses
 
 bp = APIBlueprint(
     "auth",
@@ -66,11 +67,25 @@ def issue_token() -> Response:
     except ValidationError as exc:
         return validation_problem(exc.errors(include_input=False, include_url=False))
     rt = runtime()
-    login = service.Login(email, password, request.remote_addr or "unknown")
-    account = service.authenticate(session(), rt.passwords, rt.settings, login)
-    out = TokenOut(access_token=rt.minter.mint(account.id), expires_in=rt.minter.ttl_seconds)
+    limits = service.login_limits(rt.settings)
+    login = service.Login(email, password, client())
+    account = service.authenticate(session(), rt.passwords, limits, login)
+    token = rt.minter.mint(account.id, account.token_generation)
+    out = TokenOut(access_token=token, expires_in=rt.minter.ttl_seconds)
     response = Response(out.model_dump_json(), mimetype="application/json")
     # RFC 6749 §5.1: token responses are never cached.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response
+
+
+@bp.post(
+    "/logout",
+    summary="Sign out everywhere",
+    security=BEARER_SECURITY,
+    responses={204: None, **problem_responses(401)},
+)
+def logout() -> Response:
+    """Refuse every token of the calling account issued up to now, in both services."""
+    service.sign_out_everywhere(session(), current_account())
+    return no_content()

@@ -1,7 +1,7 @@
 """admin holds and blocked keys
 
 Revision ID: c1_core
-Revises: 0001
+Revises: h1_harden
 Create Date: 2026-11-27 07:40:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import schema.base
 
 revision: str = 'c1_core'
-down_revision: str | None = '0001'
+down_revision: str | None = 'h1_harden'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
