@@ -1,20 +1,22 @@
-"""The async statement layer on PostgreSQL: commits that are commits, options kept, restarts."""
+"""The async statement layer on PostgreSQL: commits that are commits, UTC times, restarts."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, create_engine, func, insert, select, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
 
 from certificate_api.database import PostgresDatabase
 from schema.db import normalize_url
 from schema.events import WebhookEndpoint
-from tests.conftest import postgres_only
+from tests.conftest import Databases, postgres_only
 
 pytestmark = postgres_only
 
@@ -56,22 +58,34 @@ def test_a_transaction_whose_statement_failed_does_not_pass_for_committed(
     assert run(work()) == 0 + 1
 
 
-def test_url_options_are_kept_and_sessions_are_in_utc(database_url: str) -> None:
-    async def work() -> tuple[str, str]:
-        db = PostgresDatabase(
-            database_url + "?options=-c%20application_name%3Dtessera-options-test", 1, 5
-        )
+def test_times_read_as_utc_without_touching_the_session(databases: Databases) -> None:
+    """Behind a pooler the session is shared: the layer reads times as UTC whatever the
+    server's TimeZone, and sets nothing on the session (no startup `options`, no SET)."""
+    url = databases.create(migrate=False)
+    name = make_url(url).database
+    admin = create_engine(normalize_url(databases.direct(url)), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"ALTER DATABASE \"{name}\" SET timezone = 'America/New_York'"))
+    admin.dispose()
+
+    async def work() -> tuple[Any, str, str]:
+        db = PostgresDatabase(url + "?application_name=tessera-zone-test", 1, 5)
         await db.open()
         try:
+            moment = (await db.one(select(func.now())))[0]
             async with db.pool.connection() as conn:
-                name = await (await conn.execute("SHOW application_name")).fetchone()
-                zone = await (await conn.execute("SHOW TimeZone")).fetchone()
-            assert name is not None and zone is not None
-            return name[0], zone[0]
+                row = await (
+                    await conn.execute("SELECT current_setting('application_name'), now()::text")
+                ).fetchone()
+            assert row is not None
+            return moment, row[0], row[1]
         finally:
             await db.close()
 
-    assert run(work()) == ("tessera-options-test", "UTC")
+    moment, application, server_text = run(work())
+    assert moment.utcoffset() == timedelta(0)
+    assert application == "tessera-zone-test"  # the URL's own parameters are kept
+    assert server_text.endswith(("-05", "-04"))  # the session stayed in the server's zone
 
 
 def test_connections_cut_by_a_restart_are_replaced(database_url: str) -> None:
