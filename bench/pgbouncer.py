@@ -26,6 +26,14 @@ from sqlalchemy.engine import make_url
 EXAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "pgbouncer.ini"
 # PgBouncer refuses to run as root; as root we start it as this user.
 RUN_AS = "postgres"
+# The test server is shared (max_connections 100) and every throwaway database is a pool of
+# its own: few server connections per database, released soon. Client limits stay as shipped.
+SMALL_SERVER = {
+    "default_pool_size": "4",
+    "reserve_pool_size": "0",
+    "max_db_connections": "6",
+    "server_idle_timeout": "5",
+}
 
 
 def pooled_url(url: str, port: int) -> str:
@@ -34,7 +42,13 @@ def pooled_url(url: str, port: int) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def config_text(port: int, upstream_host: str, upstream_port: int, workdir: Path) -> str:
+def config_text(
+    port: int,
+    upstream_host: str,
+    upstream_port: int,
+    workdir: Path,
+    overrides: dict[str, str] | None = None,
+) -> str:
     """deploy/pgbouncer.ini with this run's port, upstream, files and trust authentication
     (PgBouncer's trust still wants the user names in its auth_file: see `userlist`)."""
     config = configparser.ConfigParser(interpolation=None, delimiters=("=",))
@@ -50,6 +64,7 @@ def config_text(port: int, upstream_host: str, upstream_port: int, workdir: Path
             "auth_file": str(workdir / "userlist.txt"),
             "logfile": str(workdir / "pgbouncer.log"),
             "pidfile": str(workdir / "pgbouncer.pid"),
+            **(overrides or {}),
         }
     )
     lines = []
@@ -62,12 +77,13 @@ def config_text(port: int, upstream_host: str, upstream_port: int, workdir: Path
 class PgBouncer:
     """One PgBouncer process on 127.0.0.1:`port` in front of `upstream` (a PostgreSQL URL)."""
 
-    def __init__(self, upstream: str, port: int) -> None:
+    def __init__(self, upstream: str, port: int, overrides: dict[str, str] | None = None) -> None:
         parsed = make_url(upstream)
         self.user = parsed.username or "postgres"
         self.upstream_host = parsed.host or "127.0.0.1"
         self.upstream_port = parsed.port or 5432
         self.port = port
+        self.overrides = overrides
         self.workdir = Path(tempfile.mkdtemp(prefix="tessera-pgbouncer-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -146,8 +162,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--small-server", action="store_true", help="few server connections (a shared server)"
+    )
     args = parser.parse_args()
-    bouncer = PgBouncer(args.upstream, args.port)
+    bouncer = PgBouncer(args.upstream, args.port, SMALL_SERVER if args.small_server else None)
     stopping = False
 
     def stop(_signum: int, _frame: object) -> None:

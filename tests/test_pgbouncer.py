@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
-from bench.pgbouncer import PgBouncer
+from bench.pgbouncer import SMALL_SERVER, PgBouncer
 from certificate_api.database import PostgresDatabase
 from schema.db import make_engine, normalize_url
 from schema.events import WebhookEndpoint
@@ -86,7 +86,7 @@ SHAPES: list[tuple[Any, Any]] = [
 
 @pytest.fixture(scope="module")
 def pgbouncer() -> Iterator[PgBouncer]:
-    with PgBouncer(DIRECT_SERVER_URL, free_port()) as bouncer:
+    with PgBouncer(DIRECT_SERVER_URL, free_port(), SMALL_SERVER) as bouncer:
         yield bouncer
 
 
