@@ -28,7 +28,13 @@ SERVER_URL = os.environ.get("DATABASE_URL", "")
 # direct connection. Taken out of the environment: a process a test starts with a test
 # database's DATABASE_URL must not inherit the server's direct URL (it would migrate and
 # LISTEN on another database); tests that want one pass it explicitly (`Databases.direct`).
-DIRECT_SERVER_URL = os.environ.pop("DATABASE_DIRECT_URL", "") or SERVER_URL
+# (Kept under another name for pytest-xdist's workers, which start after this import.)
+DIRECT_SERVER_URL = (
+    os.environ.pop("DATABASE_DIRECT_URL", "")
+    or os.environ.get("TESSERA_TEST_DIRECT_URL", "")
+    or SERVER_URL
+)
+os.environ["TESSERA_TEST_DIRECT_URL"] = DIRECT_SERVER_URL
 ON_POSTGRES = bool(SERVER_URL) and not is_sqlite(SERVER_URL)
 THROUGH_POOLER = ON_POSTGRES and DIRECT_SERVER_URL != SERVER_URL
 postgres_only = pytest.mark.skipif(not ON_POSTGRES, reason="needs PostgreSQL (DATABASE_URL)")
