@@ -115,6 +115,9 @@ class Wakeup:
                 with psycopg.connect(self.dsn, autocommit=True, prepare_threshold=None) as conn:
                     conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     if not self._probe(conn):
+                        # Most likely on the server connection that took the LISTEN, which
+                        # other clients of the pooler now share.
+                        conn.execute("UNLISTEN *")
                         log.warning(
                             "notifications do not reach this connection (a pooler in "
                             "transaction mode? set DATABASE_DIRECT_URL): polling only"
