@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -244,3 +246,30 @@ def test_worker_listens_on_a_direct_connection_and_polls_through_the_pooler(
     finally:
         direct.close()
         pooled.close()
+
+
+def test_migrations_go_to_the_direct_url(databases: Databases, tmp_path: Path) -> None:
+    """`ca-admin migrate` runs on DATABASE_DIRECT_URL when it is set: DATABASE_URL here names
+    a server that does not exist."""
+    direct = databases.direct(databases.create(migrate=False))
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere",
+        "DATABASE_DIRECT_URL": direct,
+        "VAR_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "ca_admin.cli", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    engine = create_engine(normalize_url(direct))
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        engine.dispose()
