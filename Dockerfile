@@ -7,6 +7,7 @@ COPY schema ./schema
 COPY account_api ./account_api
 COPY certificate_api ./certificate_api
 COPY ca_admin ./ca_admin
+COPY worker ./worker
 COPY migrations ./migrations
 RUN pip install . && useradd --system --uid 10001 tessera && mkdir /app/var && chown tessera /app/var
 USER tessera

@@ -26,6 +26,7 @@ from bench import report, scenarios
 from bench.ceilings import crypto_ceilings
 from bench.cfssl import run_cfssl
 from bench.load import run_wrk, settle, wrk_available
+from bench.pgbouncer import PgBouncer
 from bench.report import Row, Run, ScalePoint
 from bench.scenarios import Context, Scenario
 from bench.seed import count_rows, explain_service_queries, vacuum_analyze
@@ -35,6 +36,7 @@ from bench.services import (
     busy_seconds,
     database_cpu_seconds,
     default_server,
+    free_port,
 )
 
 
@@ -66,6 +68,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-cfssl", action="store_true", help="skip the cfssl comparison")
     parser.add_argument("--no-overload", action="store_true", help="skip the c256 runs")
+    parser.add_argument(
+        "--no-pgbouncer", action="store_true", help="skip the rows through PgBouncer"
+    )
     parser.add_argument(
         "--profile",
         action="append",
@@ -267,6 +272,11 @@ def run_all(
             for concurrency in (1, 32):
                 run.rows.append(measure(ctx, scenario, concurrency, opts))
 
+    pooled = [name for name in POOLED if wanted(name)]
+    if not args.no_pgbouncer and pooled:
+        print("through PgBouncer (transaction mode, deploy/pgbouncer.ini)", file=sys.stderr)
+        run.rows += through_pgbouncer(ctx, pooled, opts)
+
     if not args.no_overload:
         print("overload (c256)", file=sys.stderr)
         for name in scenarios.OVERLOAD:
@@ -292,6 +302,40 @@ def run_all(
 
     if copies is not None:
         run.scale, run.plans = compare_at_scale(ctx, copies, args, opts)
+
+
+# Beside their direct rows: the same scenarios on a second certificate service whose
+# DATABASE_URL is a PgBouncer in front of the same database.
+POOLED = ("fetch JSON", "issue ec-p256")
+# The bench server is shared: fewer server connections than the shipped example's 40.
+BENCH_PGBOUNCER = {"default_pool_size": "20", "reserve_pool_size": "0", "max_db_connections": "20"}
+
+
+def through_pgbouncer(ctx: Context, names: list[str], opts: Options) -> list[Row]:
+    """`names` at c1 and c32 against a certificate service behind PgBouncer."""
+    main = ctx.services
+    with PgBouncer(ctx.database_url, free_port(), BENCH_PGBOUNCER) as bouncer:
+        twin = Services(
+            bouncer.url_for(ctx.database_url),
+            main.var_dir,
+            main.log_path,
+            account_workers=0,
+            certificate_workers=main.certificate_workers,
+            account_port=main.account_port,  # tokens come from the one account service
+        )
+        rows = []
+        try:
+            twin.start(("certificate-api",))
+            twin.wait_idle()
+            side = dataclasses.replace(ctx, services=twin)
+            for name in names:
+                scenario = scenarios.by_name(name)
+                pooled = dataclasses.replace(scenario, name=f"{scenario.name} via pgbouncer")
+                for concurrency in (1, 32):
+                    rows.append(measure(side, pooled, concurrency, opts))
+        finally:
+            twin.stop()
+    return rows
 
 
 def serve(ctx: Context) -> None:

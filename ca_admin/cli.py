@@ -24,7 +24,7 @@ def migrate(revision: str) -> None:
     from schema.migrate import upgrade
 
     settings = CommonSettings()
-    upgrade(settings.effective_database_url, revision)
+    upgrade(settings.effective_direct_url, revision)
     click.echo(f"database at {revision}")
 
 
@@ -79,7 +79,7 @@ def run(workers: int | None, no_migrate: bool) -> None:
     settings = AccountSettings()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     if not no_migrate:
-        upgrade(settings.effective_database_url)
+        upgrade(settings.effective_direct_url)
     # Make development secrets once, before several processes race to.
     keyfiles.token_signing_key(
         settings.var_dir,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import anyio.to_thread
@@ -38,6 +39,7 @@ import psycopg.pq
 import psycopg.rows
 import psycopg.types.json
 import psycopg_pool
+from psycopg.abc import AdaptContext, Buffer
 from psycopg.types.json import Json
 from sqlalchemy import JSON, Connection, Engine
 from sqlalchemy import exc as sa_exc
@@ -48,6 +50,7 @@ from sqlalchemy.sql.compiler import Compiled
 
 from certificate_api.conversions import column_support
 from core.statements import Command, Database, Pending, Query, R, Ready, Transaction
+from schema.db import PSYCOPG_CONNECT_ARGS
 from schema.events import wake_workers
 
 Params = Mapping[str, Any]
@@ -99,7 +102,8 @@ def _as_sqlalchemy_errors() -> Any:
 async def _run_prepared(
     conn: psycopg.AsyncConnection[Any], prepared: _Prepared, query: Query[R], params: Params
 ) -> psycopg.AsyncCursor[R]:
-    """One statement on its own: server-side parameters, prepared after a few uses."""
+    """One statement on its own: server-side parameters, an unnamed statement (never
+    prepared: see `schema.db.PSYCOPG_CONNECT_ARGS`)."""
     cursor = conn.cursor(row_factory=_row_factory(query))
     with _as_sqlalchemy_errors():
         return await cursor.execute(prepared.sql, prepared.params(params))
@@ -200,15 +204,28 @@ class _PostgresTransaction:
                 await self.conn.execute("ROLLBACK")
 
 
+class _UtcTimestamptzLoader(psycopg.adapt.Loader):
+    """timestamptz read as UTC whatever the session's TimeZone: behind a pooler the session
+    is not ours to set (a startup `options` is refused by PgBouncer before 1.20, and a SET
+    would stay on a server connection that other clients share)."""
+
+    def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
+        super().__init__(oid, context)
+        default = psycopg.adapters.get_loader(oid, psycopg.pq.Format.TEXT)
+        assert default is not None  # psycopg always has one for timestamptz
+        self.inner = default(oid, context)
+
+    def load(self, data: Buffer) -> datetime:
+        moment: datetime = self.inner.load(data)
+        return moment.astimezone(UTC)
+
+
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Times in UTC, and JSON columns (DNS names, IP addresses, event payloads) read and
-    written with orjson."""
+    """Times in UTC and JSON columns (DNS names, IP addresses, event payloads) with orjson:
+    client-side only, no statement, so nothing is left on a server connection."""
     psycopg.types.json.set_json_loads(orjson.loads, conn)
     psycopg.types.json.set_json_dumps(orjson.dumps, conn)
-    # Replies write times as they come (`Z` only for UTC): should the `options` startup
-    # parameter not have reached the server (a pooler may drop it), set the zone here.
-    if conn.info.parameter_status("TimeZone") != "UTC":
-        await conn.execute("SET TIME ZONE 'UTC'")
+    conn.adapters.register_loader("timestamptz", _UtcTimestamptzLoader)
 
 
 class PostgresDatabase:
@@ -222,15 +239,7 @@ class PostgresDatabase:
         wake_workers: Callable[[], None] = lambda: None,
     ) -> None:
         self.wake_workers = wake_workers  # after a commit that recorded events
-        parsed = make_url(url).set(drivername="postgresql")
-        # Every session in UTC, added to any `options` the URL carries (psycopg's keyword
-        # arguments would replace them).
-        given = parsed.query.get("options") or ()
-        given = (given,) if isinstance(given, str) else given
-        conninfo = psycopg.conninfo.make_conninfo(
-            parsed.difference_update_query(["options"]).render_as_string(hide_password=False),
-            options=" ".join([*given, "-c TimeZone=UTC"]),
-        )
+        conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self.checking: asyncio.Future[None] | None = None
         self.dialect = sa_psycopg.dialect()  # type: ignore[no-untyped-call]
         self.cache: dict[Executable, _Prepared] = {}
@@ -242,6 +251,7 @@ class PostgresDatabase:
                 timeout=timeout,
                 open=False,
                 kwargs={
+                    **PSYCOPG_CONNECT_ARGS,
                     "autocommit": True,
                     "row_factory": psycopg.rows.namedtuple_row,
                 },

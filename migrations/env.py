@@ -27,7 +27,7 @@ def _database_url() -> str:
 
         return str(current_app.extensions["migrate"].db.engine.url.render_as_string(False))
     except (ImportError, RuntimeError, KeyError):
-        return CommonSettings().effective_database_url
+        return CommonSettings().effective_direct_url
 
 
 def _configure(connection: Connection) -> None:

@@ -12,6 +12,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+# psycopg prepares a statement on the server after a few runs of it and then refers to it by
+# name. Behind PgBouncer in transaction mode the next transaction may be on another server
+# connection, where that name means nothing or another statement: errors, or wrong rows.
+# Unnamed statements are correct everywhere; what they cost on a direct connection is in
+# docs/performance.md.
+PSYCOPG_CONNECT_ARGS: dict[str, Any] = {"prepare_threshold": None}
+
 
 def normalize_url(url: str) -> str:
     """Let a plain `postgresql://` URL use psycopg 3, the one driver we ship."""
@@ -58,6 +65,7 @@ def engine_options(
         # restart) fails its next statement instead; SQLAlchemy then discards the whole pool
         # and that one request gets 503 with Retry-After.
         "pool_recycle": 1800,
+        "connect_args": dict(PSYCOPG_CONNECT_ARGS),
     }
 
 

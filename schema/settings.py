@@ -29,6 +29,10 @@ class CommonSettings(BaseSettings):
 
     var_dir: Path = Path("var")
     database_url: str = Field(default="", description="SQLAlchemy URL; SQLite under var/ if empty")
+    # Where LISTEN and migrations go when DATABASE_URL is a pooler in transaction mode.
+    database_direct_url: str = Field(
+        default="", description="direct PostgreSQL; DATABASE_URL if empty"
+    )
     host: str = "127.0.0.1"
     account_api_port: int = 5001
     certificate_api_port: int = 5002
@@ -102,3 +106,9 @@ class CommonSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.var_dir / 'tessera.db').resolve()}"
+
+    @property
+    def effective_direct_url(self) -> str:
+        """A connection of its own to the server (LISTEN, migrations): DATABASE_DIRECT_URL, or
+        the database URL when no pooler stands between."""
+        return self.database_direct_url or self.effective_database_url

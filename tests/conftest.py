@@ -24,7 +24,19 @@ from schema.db import is_sqlite, make_engine, normalize_url
 from schema.migrate import upgrade
 
 SERVER_URL = os.environ.get("DATABASE_URL", "")
+# When DATABASE_URL goes through PgBouncer, databases are made and dropped, and migrated, on a
+# direct connection. Taken out of the environment: a process a test starts with a test
+# database's DATABASE_URL must not inherit the server's direct URL (it would migrate and
+# LISTEN on another database); tests that want one pass it explicitly (`Databases.direct`).
+# (Kept under another name for pytest-xdist's workers, which start after this import.)
+DIRECT_SERVER_URL = (
+    os.environ.pop("DATABASE_DIRECT_URL", "")
+    or os.environ.get("TESSERA_TEST_DIRECT_URL", "")
+    or SERVER_URL
+)
+os.environ["TESSERA_TEST_DIRECT_URL"] = DIRECT_SERVER_URL
 ON_POSTGRES = bool(SERVER_URL) and not is_sqlite(SERVER_URL)
+THROUGH_POOLER = ON_POSTGRES and DIRECT_SERVER_URL != SERVER_URL
 postgres_only = pytest.mark.skipif(not ON_POSTGRES, reason="needs PostgreSQL (DATABASE_URL)")
 # Cheap argon2id for the suite; production parameters are measured in bench/.
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_cost": 1024, "argon2_parallelism": 1}
@@ -38,9 +50,10 @@ class Databases:
         self.created: list[str] = []
 
     def create(self, migrate: bool = True) -> str:
+        """A new database: its URL as the services get it (through the pooler, if any)."""
         name = f"tessera_test_{uuid.uuid4().hex[:12]}"
         if ON_POSTGRES:
-            admin = create_engine(normalize_url(SERVER_URL), isolation_level="AUTOCOMMIT")
+            admin = create_engine(normalize_url(DIRECT_SERVER_URL), isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:
                 conn.execute(text(f'CREATE DATABASE "{name}"'))
             admin.dispose()
@@ -50,13 +63,22 @@ class Databases:
             result = f"sqlite:///{self.tmp / (name + '.db')}"
         self.created.append(result)
         if migrate:
-            upgrade(result)
+            upgrade(self.direct(result))
         return result
+
+    @staticmethod
+    def direct(url: str) -> str:
+        """The same database on a direct connection (itself when there is no pooler)."""
+        if not ON_POSTGRES:
+            return url
+        name = make_url(url).database
+        direct = make_url(normalize_url(DIRECT_SERVER_URL)).set(database=name)
+        return direct.render_as_string(hide_password=False)
 
     def drop_all(self) -> None:
         if not ON_POSTGRES:
             return
-        admin = create_engine(normalize_url(SERVER_URL), isolation_level="AUTOCOMMIT")
+        admin = create_engine(normalize_url(DIRECT_SERVER_URL), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             for url in self.created:
                 name = make_url(url).database
@@ -303,4 +325,4 @@ def live(
         log.close()
 
 
-__all__ = ["ON_POSTGRES", "Customer", "postgres_only", "sys"]
+__all__ = ["ON_POSTGRES", "THROUGH_POOLER", "Customer", "postgres_only", "sys"]

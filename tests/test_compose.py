@@ -32,9 +32,19 @@ def test_compose_file_validates_against_the_compose_spec() -> None:
 
 def test_services_ports_healthchecks_and_dependencies() -> None:
     services = load()["services"]
-    assert set(services) == {"postgres", "migrate", "account-api", "certificate-api", "worker"}
-    assert services["account-api"]["ports"] == ["5001:5001"]
-    assert services["certificate-api"]["ports"] == ["5002:5002"]
+    assert set(services) == {
+        "postgres",
+        "migrate",
+        "account-api",
+        "certificate-api",
+        "worker",
+        "proxy",
+    }
+    # Only the proxy is published; the services are reached through it.
+    assert services["proxy"]["ports"] == ["5001:5001", "5002:5002"]
+    assert [name for name, service in services.items() if "ports" in service] == ["proxy"]
+    assert "./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in services["proxy"]["volumes"]
+    assert services["worker"]["deploy"]["replicas"] == 2
     for name in ("postgres", "account-api", "certificate-api"):
         assert services[name]["healthcheck"]["test"], name
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}

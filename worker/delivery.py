@@ -8,9 +8,11 @@ import logging
 import random
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import psycopg
@@ -87,15 +89,21 @@ def attempt(client: httpx.Client, url: str, key: bytes, event: Event) -> Outcome
 class Wakeup:
     """Set when an event is committed: LISTEN on PostgreSQL, plain polling elsewhere.
 
-    A listener thread holds one connection; if it drops, polling carries on alone and the
-    listener reconnects. `wait` returns early on a notification or on `set()`.
+    A listener thread holds one connection to the direct URL; if it drops, polling carries on
+    alone and the listener reconnects. A pooler in transaction mode (PgBouncer) accepts LISTEN
+    and then hands the server connection to other clients, so the listener first checks that
+    a NOTIFY of its own reaches it, and leaves the waking to polling when none does.
+    `wait` returns early on a notification or on `set()`.
     """
 
-    def __init__(self, database_url: str) -> None:
+    PROBE_SECONDS = 5.0
+
+    def __init__(self, direct_url: str) -> None:
         self.flag = threading.Event()
         self.stopping = threading.Event()
+        self.listening = threading.Event()  # set while notifications are known to arrive
         self.thread: threading.Thread | None = None
-        url = make_url(normalize_url(database_url))
+        url = make_url(normalize_url(direct_url))
         if url.get_backend_name() == "postgresql":
             self.dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
             self.thread = threading.Thread(target=self._listen, name="webhook-listen", daemon=True)
@@ -104,14 +112,38 @@ class Wakeup:
     def _listen(self) -> None:
         while not self.stopping.is_set():
             try:
-                with psycopg.connect(self.dsn, autocommit=True) as conn:
+                with psycopg.connect(self.dsn, autocommit=True, prepare_threshold=None) as conn:
                     conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    if not self._probe(conn):
+                        # Most likely on the server connection that took the LISTEN, which
+                        # other clients of the pooler now share.
+                        conn.execute("UNLISTEN *")
+                        log.warning(
+                            "notifications do not reach this connection (a pooler in "
+                            "transaction mode? set DATABASE_DIRECT_URL): polling only"
+                        )
+                        return
+                    self.listening.set()
                     while not self.stopping.is_set():
                         for _ in conn.notifies(timeout=1.0):
                             self.flag.set()
             except psycopg.Error as exc:
                 log.warning("event listener lost its connection", extra={"error": repr(exc)})
-                self.stopping.wait(1.0)
+            self.listening.clear()
+            self.stopping.wait(1.0)
+
+    def _probe(self, conn: psycopg.Connection[Any]) -> bool:
+        """Send a NOTIFY from another connection and see whether this one hears it."""
+        token = f"probe-{uuid.uuid4().hex}"
+        with psycopg.connect(self.dsn, autocommit=True, prepare_threshold=None) as sender:
+            sender.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, token))
+        deadline = time.monotonic() + self.PROBE_SECONDS
+        while (left := deadline - time.monotonic()) > 0 and not self.stopping.is_set():
+            for note in conn.notifies(timeout=min(left, 1.0)):
+                self.flag.set()
+                if note.payload == token:
+                    return True
+        return False
 
     def wait(self, seconds: float) -> None:
         """Until an event is committed (or `set`), at most `seconds`."""
@@ -144,7 +176,7 @@ class Worker:
             headers={"user-agent": "tessera-webhooks/1"},
         )
         self.pool = ThreadPoolExecutor(settings.webhook_concurrency, "webhook")
-        self.wakeup = Wakeup(settings.effective_database_url)
+        self.wakeup = Wakeup(settings.effective_direct_url)
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from `run`."""

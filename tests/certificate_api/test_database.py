@@ -1,21 +1,24 @@
-"""The async statement layer on PostgreSQL: commits that are commits, options kept, restarts."""
+"""The async statement layer on PostgreSQL: commits that are commits, UTC times, restarts."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+import psycopg
 import pytest
-from sqlalchemy import bindparam, create_engine, func, insert, select, text
+from sqlalchemy import DateTime, bindparam, create_engine, func, insert, select, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
 
 from certificate_api.database import PostgresDatabase
 from core.statements import Query
 from schema.db import normalize_url
 from schema.events import WebhookEndpoint
-from tests.conftest import postgres_only
+from tests.conftest import THROUGH_POOLER, Databases, postgres_only
 
 pytestmark = postgres_only
 
@@ -24,6 +27,13 @@ ADD_ENDPOINT = insert(WebhookEndpoint).values(url=bindparam("address"))
 
 class Count(NamedTuple):
     n: int
+
+
+class Now(NamedTuple):
+    now: datetime
+
+
+NOW = Query(select(func.now(type_=DateTime(timezone=True)).label("now")), Now)
 
 
 ENDPOINTS = Query(
@@ -64,24 +74,43 @@ def test_a_transaction_whose_statement_failed_does_not_pass_for_committed(
     assert run(work()) == 0 + 1
 
 
-def test_url_options_are_kept_and_sessions_are_in_utc(database_url: str) -> None:
-    async def work() -> tuple[str, str]:
-        db = PostgresDatabase(
-            database_url + "?options=-c%20application_name%3Dtessera-options-test", 1, 5
-        )
+def test_times_read_as_utc_without_touching_the_session(databases: Databases) -> None:
+    """Behind a pooler the session is shared: the layer reads times as UTC whatever the
+    server's TimeZone, and sets nothing on the session (no startup `options`, no SET)."""
+    url = databases.create(migrate=False)
+    name = make_url(url).database
+    admin = create_engine(normalize_url(databases.direct(url)), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"ALTER DATABASE \"{name}\" SET timezone = 'America/New_York'"))
+    admin.dispose()
+
+    async def work() -> tuple[Any, str, str]:
+        db = PostgresDatabase(url + "?application_name=tessera-zone-test", 1, 5)
         await db.open()
         try:
+            moment = (await db.one(NOW))[0]
             async with db.pool.connection() as conn:
-                name = await (await conn.execute("SHOW application_name")).fetchone()
-                zone = await (await conn.execute("SHOW TimeZone")).fetchone()
-            assert name is not None and zone is not None
-            return name[0], zone[0]
+                row = await (
+                    await conn.execute("SELECT current_setting('application_name'), now()::text")
+                ).fetchone()
+            assert row is not None
+            return moment, row[0], row[1]
         finally:
             await db.close()
 
-    assert run(work()) == ("tessera-options-test", "UTC")
+    moment, application, server_text = run(work())
+    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq) as plain:  # the zone a session has when nobody sets one
+        untouched = plain.execute("SELECT now()::text").fetchone()
+    assert untouched is not None
+    assert moment.utcoffset() == timedelta(0)
+    assert application == "tessera-zone-test"  # the URL's own parameters are kept
+    assert server_text[-3:] == untouched[0][-3:]  # the session's zone was left alone
 
 
+@pytest.mark.skipif(
+    THROUGH_POOLER, reason="a pooler keeps client connections across a server restart"
+)
 def test_connections_cut_by_a_restart_are_replaced(database_url: str) -> None:
     """A restart closes every pooled connection: the request that finds out gets an error
     (the service answers 503); the pool then tests its idle connections, and the next

@@ -21,7 +21,13 @@ from sqlalchemy.engine import make_url
 
 from bench.services import connection_owners
 from schema.db import normalize_url
-from tests.conftest import SERVER_URL, free_port, postgres_only, wait_until_up
+from tests.conftest import (
+    DIRECT_SERVER_URL,
+    THROUGH_POOLER,
+    free_port,
+    postgres_only,
+    wait_until_up,
+)
 from tests.test_run import alive, descendants
 
 
@@ -198,13 +204,16 @@ def test_workers_stop_when_the_supervisor_is_killed(served: Served) -> None:
 
 
 @postgres_only
+@pytest.mark.skipif(
+    THROUGH_POOLER, reason="a pooler's open server connections serve a database closed to new ones"
+)
 def test_a_replacement_that_cannot_start_is_retried_and_the_others_keep_serving(
     databases: Any, tmp_path: Path
 ) -> None:
     url = databases.create()
     name = make_url(url).database
     service = up(start(url, tmp_path / "var", workers=2))
-    admin = create_engine(normalize_url(SERVER_URL), isolation_level="AUTOCOMMIT")
+    admin = create_engine(normalize_url(DIRECT_SERVER_URL), isolation_level="AUTOCOMMIT")
     try:
         survivor, victim = sorted(service.workers())
         with admin.connect() as conn:  # new connections refused; open ones go on
