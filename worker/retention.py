@@ -93,14 +93,20 @@ def prune_batch(session: Session, kind: Kind, condition: ColumnElement[bool], si
         .order_by(kind.oldest_first)
         .limit(size)
         .with_for_update(skip_locked=True)
+        .cte("picked")
+        # Computed once: as a plain IN (subquery) PostgreSQL may rescan it for every row,
+        # and each rescan skips the rows already deleted and picks the next ones.
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
+    chosen = select(*picked.c)
     target = kind.key[0] if len(kind.key) == 1 else tuple_(*kind.key)
-    result = session.execute(
-        delete(kind.model).where(target.in_(picked), condition),
+    # RETURNING counts the rows: SQLite reports no rowcount for a DELETE behind a WITH.
+    gone = session.execute(
+        delete(kind.model).where(target.in_(chosen), condition).returning(kind.key[0]),
         execution_options={"synchronize_session": False},
-    )
+    ).all()
     session.commit()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return len(gone)
 
 
 def prune(
