@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 # A receiver's answer body is read this far (so the connection can be kept alive) and no
 # further: it is never used, and a 10 MB or endless one must not cost more than this.
 ANSWER_BYTES_READ = 64 * 1024
-_DELTA_SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²".isdigit() is True
+_DELTA_SECONDS = re.compile(r"[0-9]+")  # ASCII digits only: "²".isdigit() is True
+# Beyond any retry window; longer digit strings are not even converted (int() refuses
+# more than 4300 digits, and float() overflows long before).
+_FOREVER_SECONDS = 1e12
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,8 @@ def redact_url(url: str) -> str:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):
         return "<invalid url>"
-    port = f":{parsed.port}" if parsed.port else ""
-    hidden = "?…" if parsed.query or parsed.fragment or parsed.userinfo else ""
-    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}{hidden}"
+    hidden = "?[redacted]" if parsed.query or parsed.fragment or parsed.userinfo else ""
+    return f"{parsed.scheme}://{parsed.netloc.decode('ascii')}{parsed.path}{hidden}"
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -65,7 +67,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
         return None
     value = value.strip()
     if _DELTA_SECONDS.fullmatch(value):
-        return float(value)
+        return float(value) if len(value) <= 12 else _FOREVER_SECONDS
     try:
         moment = email.utils.parsedate_to_datetime(value)
         seconds = (moment - now).total_seconds()

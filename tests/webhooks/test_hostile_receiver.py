@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,25 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from schema import keyfiles
+from schema.db import make_engine
 from schema.events import Event
 from tests.webhooks.conftest import World
 from tests.webhooks.hostile import PLAYS, HostileReceiver
 from tests.webhooks.test_processes import seed_events
+from worker.settings import WorkerSettings
 
 RETRY_WINDOW = 8.0  # seconds: a clamped Retry-After brings the next attempt within it
+
+
+@pytest.fixture
+def world(databases: Any, tmp_path: Path) -> Iterator[World]:
+    """A database and a worker's secret; these tests need neither service."""
+    url = databases.create()
+    engine = make_engine(url)
+    settings = WorkerSettings(_env_file=None, database_url=url, var_dir=tmp_path)  # type: ignore[call-arg]
+    yield World(url, tmp_path, engine, None, None, keyfiles.webhook_secret(settings))
+    engine.dispose()
 
 
 def event_rows(world: World) -> list[Event]:
@@ -64,7 +78,7 @@ def test_a_hostile_answer_is_a_failed_attempt_and_the_worker_goes_on(
 def test_the_worker_process_outlives_bad_retry_after_and_never_logs_the_webhook_query(
     world: World, tmp_path: Path
 ) -> None:
-    receiver = HostileReceiver(PLAYS["huge retry-after"])
+    receiver = HostileReceiver(PLAYS["superscript retry-after"])
     secret_query = "token=hook-credential-8c1f"
     log_path = tmp_path / "worker.log"
     env = {
@@ -83,7 +97,7 @@ def test_the_worker_process_outlives_bad_retry_after_and_never_logs_the_webhook_
     try:
         seed_events(world, subjects=2, per_subject=1)
         wait_for_rows(world, lambda row: row.attempts >= 1)
-        receiver.play = PLAYS["superscript retry-after"]
+        receiver.play = PLAYS["huge retry-after"]  # the next try: at the window's end
         wait_for_rows(world, lambda row: row.attempts >= 2)
         assert proc.poll() is None, "the worker exited"
         receiver.behave()
