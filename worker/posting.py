@@ -3,8 +3,10 @@
 Whatever the receiver does (a bogus header, a body without end, a broken status line, a
 reset, a hang, headers trickled a byte at a time) ends as an `Outcome` within the attempt's
 deadline; nothing it sends can raise out of here. The posts of a batch run concurrently on
-one event loop, so the deadline covers the whole exchange: httpx's own timeouts bound each
-socket read, not the sum of them.
+one event loop with aiohttp, whose total timeout bounds the whole exchange (a timeout per
+socket read, as in httpx, lets a receiver that trickles bytes hold an attempt for days).
+aiohttp rather than httpx's AsyncClient: on the webhook bench the latter posted about ten
+times slower than aiohttp, and slower than the threads it replaced.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import aiohttp
 import httpx
 
 from schema.base import utcnow
@@ -78,19 +81,22 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, seconds)
 
 
-def _describe(exc: BaseException) -> str:
-    """An error text for the event row and the log: the exception's kind and message."""
-    text = str(exc).strip()
+def _describe(exc: BaseException, url: str) -> str:
+    """An error text for the event row and the log: the exception's kind and message,
+    never the URL's query (aiohttp puts the full URL in some messages)."""
+    text = exc.message if isinstance(exc, aiohttp.ClientResponseError) else str(exc)
+    text = " ".join(text.replace(url, redact_url(url)).split())
     return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
 
 
-async def _skim(response: httpx.Response) -> None:
-    """Read the answer body up to ANSWER_BYTES_READ; leaving more unread closes the
-    connection instead of keeping it."""
+async def _skim(response: aiohttp.ClientResponse) -> None:
+    """Read the answer body up to ANSWER_BYTES_READ; past that, drop the connection rather
+    than keep it for the next post."""
     received = 0
-    async for chunk in response.aiter_raw():
+    async for chunk in response.content.iter_chunked(16 * 1024):
         received += len(chunk)
         if received > ANSWER_BYTES_READ:
+            response.close()
             return
 
 
@@ -102,15 +108,7 @@ class Poster:
         self.deadline = timeout
         self.concurrency = concurrency
         self.loop = asyncio.new_event_loop()
-        # httpx logs each request's full URL at INFO, and WEBHOOK_URL may carry a credential
-        # in its query string: the worker logs its own lines, with the URL redacted.
-        for name in ("httpx", "httpcore"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        self.client = httpx.AsyncClient(
-            timeout=timeout,
-            follow_redirects=False,
-            headers={"user-agent": "tessera-webhooks/1"},
-        )
+        self.session: aiohttp.ClientSession | None = None  # made on the loop, at first use
 
     def post_batch(self, url: str, events: Sequence[Event]) -> list[Outcome | None]:
         """Post every event, `concurrency` at a time. After a 410 the events not yet sent
@@ -119,10 +117,18 @@ class Poster:
 
     def close(self) -> None:
         """Close the connections and the loop."""
-        self.loop.run_until_complete(self.client.aclose())
+        if self.session is not None:
+            self.loop.run_until_complete(self.session.close())
         self.loop.close()
 
     async def _post_batch(self, url: str, events: Sequence[Event]) -> list[Outcome | None]:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.concurrency),
+                timeout=aiohttp.ClientTimeout(total=self.deadline),
+                headers={"user-agent": "tessera-webhooks/1"},
+                auto_decompress=False,
+            )
         slots = asyncio.Semaphore(self.concurrency)
         gone = False
 
@@ -143,23 +149,26 @@ class Poster:
         headers = signing.headers(self.key, str(event.id), int(time.time()), body)
         status: int | None = None
         retry_after: str | None = None
+        assert self.session is not None
         try:
             async with (
-                asyncio.timeout(self.deadline),
-                self.client.stream("POST", url, content=body, headers=headers) as response,
+                asyncio.timeout(self.deadline),  # also over aiohttp's own, to be sure
+                self.session.post(
+                    url, data=body, headers=headers, allow_redirects=False
+                ) as response,
             ):
-                status, retry_after = response.status_code, response.headers.get("retry-after")
+                status, retry_after = response.status, response.headers.get("retry-after")
                 await _skim(response)
         except TimeoutError:
             if status is None:
                 return Outcome(False, None, f"no answer within {self.deadline:g} s")
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             if status is None:
-                return Outcome(False, None, _describe(exc))
+                return Outcome(False, None, _describe(exc, url))
         except Exception as exc:  # a receiver must never stop the worker, whatever it sends
-            log.warning("unexpected error posting an event", exc_info=True)
+            log.warning("unexpected error posting an event", extra={"error": type(exc).__name__})
             if status is None:
-                return Outcome(False, None, _describe(exc))
+                return Outcome(False, None, _describe(exc, url))
         if status is None:  # every path above without a status has returned
             return Outcome(False, None, "no answer")
         # The status line decides; a body cut short after it changes nothing.
