@@ -163,6 +163,9 @@ class Worker:
                 self.stopping.wait(pause)
                 continue
             except Exception:  # a bug must not end deliveries: log it, pause, go on
+                # Outcomes that failed to record for a reason other than the database would
+                # fail again: drop them, and their events come back after their lease.
+                self.unsettled = None
                 pause = min(max(pause * 2, 0.5), OUTAGE_PAUSE_CAP_SECONDS)
                 log.exception("delivery round failed; retrying", extra={"retry_in_s": pause})
                 self.stopping.wait(pause)
