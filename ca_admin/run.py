@@ -60,22 +60,76 @@ def metrics_env(var_dir: Path, name: str) -> dict[str, str]:
 
 # Longer than the services' own graceful timeouts (Gunicorn 30 s, Uvicorn 20 s).
 STOP_TIMEOUT_SECONDS = 40
+# A child that dies is started again after 1, 2, 4 ... up to 30 s; the pause starts over
+# once the child has stayed up for a minute.
+RESTART_PAUSE_CAP_SECONDS = 30.0
+STABLE_SECONDS = 60.0
+
+
+class Child:
+    """One supervised command: its process, and when to start it again after it died."""
+
+    def __init__(self, name: str, command: Sequence[str], env: Mapping[str, str]) -> None:
+        self.name, self.command, self.env = name, list(command), dict(env)
+        self.pause = 0.0
+        self.restart_at: float | None = None
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        self.started = time.monotonic()
+        # A session of its own: a terminal's Ctrl-C reaches only the supervisor.
+        return subprocess.Popen(self.command, env=self.env, start_new_session=True)  # noqa: S603
+
+    def check(self) -> None:
+        """Notice a death (and plan the restart), or restart when the pause is over."""
+        now = time.monotonic()
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.restart_at = None
+                self.proc = self._spawn()
+            return
+        if self.proc.poll() is None:
+            return
+        _kill_group(self.proc)  # what it left behind (its workers) would hold its port
+        lived = now - self.started
+        self.pause = (
+            1.0
+            if lived >= STABLE_SECONDS
+            else min(max(self.pause * 2, 1.0), RESTART_PAUSE_CAP_SECONDS)
+        )
+        self.restart_at = now + self.pause
+        print(
+            f"{self.name} exited with {self.proc.returncode}; restarting in {self.pause:g} s",
+            file=sys.stderr,
+        )
+
+    def stop(self) -> None:
+        """Ask it to stop gracefully (no restart follows)."""
+        self.restart_at = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    # The child's group: its worker processes and key-pool helpers too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def supervise(commands: Mapping[str, Sequence[str]], var_dir: Path) -> int:
-    """Start every command; when one exits or Ctrl-C comes, stop the rest gracefully.
+    """Start every command and keep it running until Ctrl-C or SIGTERM, then stop them all.
 
-    Each service runs in a session of its own, so a terminal's Ctrl-C reaches only this
-    supervisor, which then sends one SIGTERM to each service. Two signals at once (the
-    terminal's and a master's) is what leaves Gunicorn workers stuck. Whatever is still
-    running after the timeout is killed with its whole process group (workers included).
+    A child that dies is started again after a growing pause while the others go on
+    serving: one crashed process (the worker during a database restart, say) never takes
+    the whole product down. Each child runs in a session of its own, so a terminal's
+    Ctrl-C reaches only this supervisor, which then sends one SIGTERM to each: two signals
+    at once (the terminal's and a master's) is what leaves Gunicorn workers stuck. Whatever
+    is still running after the timeout is killed with its whole process group.
     """
-    procs = {
-        name: subprocess.Popen(  # noqa: S603
-            list(cmd), env={**os.environ, **metrics_env(var_dir, name)}, start_new_session=True
-        )
+    children = [
+        Child(name, cmd, {**os.environ, **metrics_env(var_dir, name)})
         for name, cmd in commands.items()
-    }
+    ]
     stopping = False
 
     def stop(_signum: int, _frame: object) -> None:
@@ -84,27 +138,20 @@ def supervise(commands: Mapping[str, Sequence[str]], var_dir: Path) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    code = 0
     try:
         while not stopping:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    print(f"{name} exited with {proc.returncode}; stopping", file=sys.stderr)
-                    code = proc.returncode or 1
-                    stopping = True
+            for child in children:
+                child.check()
             time.sleep(0.2)
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+        for child in children:
+            child.stop()
         deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        for name, proc in procs.items():
+        for child in children:
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                print(f"{name} did not stop in time; killing it", file=sys.stderr)
-            # The service's group: its worker processes and key-pool helpers too.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return code
+                print(f"{child.name} did not stop in time; killing it", file=sys.stderr)
+            _kill_group(child.proc)
+            child.proc.wait()
+    return 0

@@ -1,4 +1,4 @@
-"""Webhook commands: the delivery worker, and what operators see and do with events."""
+"""Worker commands: the worker itself, retention, and what operators see and do with events."""
 
 from __future__ import annotations
 
@@ -40,6 +40,21 @@ def worker() -> None:
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
     runner.run()
     engine.dispose()
+
+
+@click.command()
+def prune() -> None:
+    """Delete what has expired now (delivered events, old login failures, expired
+    idempotency keys), in batches; the worker also does this every PRUNE_INTERVAL_SECONDS."""
+    from sqlalchemy.orm import sessionmaker
+
+    from worker import retention
+    from worker.settings import WorkerSettings
+
+    settings, sessions = _context()
+    assert isinstance(sessions, sessionmaker) and isinstance(settings, WorkerSettings)
+    for kind, count in retention.prune(sessions, settings).items():
+        click.echo(f"{kind}: {count} deleted")
 
 
 @click.group()
@@ -110,4 +125,4 @@ def enable(url: str | None) -> None:
     click.echo(f"{target} re-enabled" if changed else f"{target} was not disabled")
 
 
-COMMANDS = (worker, events, webhooks)
+COMMANDS = (worker, prune, events, webhooks)

@@ -72,4 +72,5 @@ class LoginFailure(Base):
     __table_args__ = (
         Index("ix_login_failures_email_key_failed_at", "email_key", "failed_at"),
         Index("ix_login_failures_client_failed_at", "client", "failed_at"),
+        Index("ix_login_failures_failed_at", "failed_at"),  # retention: oldest first
     )

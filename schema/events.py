@@ -74,6 +74,13 @@ class Event(Base):
             sqlite_where=text("state = 'pending'"),
         ),
         Index("ix_events_state_seq", "state", "seq"),
+        # Retention walks delivered events oldest first.
+        Index(
+            "ix_events_delivered_delivered_at",
+            "delivered_at",
+            postgresql_where=text("state = 'delivered'"),
+            sqlite_where=text("state = 'delivered'"),
+        ),
     )
 
 

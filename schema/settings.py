@@ -48,6 +48,8 @@ class CommonSettings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout: float = Field(default=5.0, gt=0)
+    # How long an Idempotency-Key is honoured (certificate service); the worker prunes after.
+    idempotency_ttl_hours: int = Field(default=24, ge=1)
 
     # Reverse proxies whose X-Forwarded-For is believed for the client address (throttling,
     # rate limits, logs): networks or addresses, comma-separated. Empty: none.

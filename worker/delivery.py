@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import email.utils
-import json
 import logging
 import random
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import psycopg
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.base import utcnow
 from schema.db import normalize_url
 from schema.events import EVENTS_CHANNEL, Event
-from worker import outbox, signing
+from worker import outbox, retention, signing
+from worker.posting import Outcome, Poster, redact_url
+from worker.schedule import Job, Schedule, database_error_text
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -38,16 +36,11 @@ LATENCY = Histogram(
 )
 STATE = Gauge("webhook_events", "Events by state", ["state"])
 
+# After a failed database round the worker waits 0.5, 1, 2 ... up to this, then goes on.
+OUTAGE_PAUSE_CAP_SECONDS = 30.0
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt came to."""
-
-    ok: bool
-    status: int | None
-    error: str
-    retry_after: float | None = None
-    gone: bool = False
+# The outcomes of one round of posts, kept until they are recorded.
+Settlement = tuple[list[Event], list[Outcome | None], datetime]
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -55,44 +48,14 @@ def backoff(attempt: int, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * 2 ** min(attempt, 40)))  # noqa: S311
 
 
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (moment - now).total_seconds())
-
-
-def attempt(client: httpx.Client, url: str, key: bytes, event: Event) -> Outcome:
-    """POST the event once, signed now (a retry hours later still verifies)."""
-    body = json.dumps(event.payload, separators=(",", ":")).encode()
-    headers = signing.headers(key, str(event.id), int(time.time()), body)
-    try:
-        response = client.post(url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
-        return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:500])
-    status = response.status_code
-    if 200 <= status < 300:
-        return Outcome(True, status, "")
-    retry_after = None
-    if status in (429, 503):
-        retry_after = parse_retry_after(response.headers.get("retry-after"), utcnow())
-    return Outcome(False, status, f"HTTP {status}", retry_after, gone=status == 410)
-
-
 class Wakeup:
     """Set when an event is committed: LISTEN on PostgreSQL, plain polling elsewhere.
 
-    A listener thread holds one connection to the direct URL; if it drops, polling carries on
-    alone and the listener reconnects. A pooler in transaction mode (PgBouncer) accepts LISTEN
-    and then hands the server connection to other clients, so the listener first checks that
-    a NOTIFY of its own reaches it, and leaves the waking to polling when none does.
+    A listener thread holds one connection to the direct URL; if it drops (a database
+    restart), polling carries on alone while the listener reconnects with a growing pause.
+    A pooler in transaction mode (PgBouncer) accepts LISTEN and then hands the server
+    connection to other clients, so the listener first checks that a NOTIFY of its own
+    reaches it, and leaves the waking to polling when none does.
     `wait` returns early on a notification or on `set()`.
     """
 
@@ -110,9 +73,12 @@ class Wakeup:
             self.thread.start()
 
     def _listen(self) -> None:
+        pause = 0.5
         while not self.stopping.is_set():
             try:
-                with psycopg.connect(self.dsn, autocommit=True, prepare_threshold=None) as conn:
+                with psycopg.connect(
+                    self.dsn, autocommit=True, connect_timeout=10, prepare_threshold=None
+                ) as conn:
                     conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     if not self._probe(conn):
                         # Most likely on the server connection that took the LISTEN, which
@@ -124,13 +90,22 @@ class Wakeup:
                         )
                         return
                     self.listening.set()
+                    if pause > 0.5:
+                        log.info("event listener reconnected")
+                    pause = 0.5
+                    self.flag.set()  # events committed while it was away: look now
                     while not self.stopping.is_set():
                         for _ in conn.notifies(timeout=1.0):
                             self.flag.set()
             except psycopg.Error as exc:
-                log.warning("event listener lost its connection", extra={"error": repr(exc)})
-            self.listening.clear()
-            self.stopping.wait(1.0)
+                self.listening.clear()
+                if pause == 0.5:
+                    log.warning(
+                        "event listener lost its connection; polling meanwhile",
+                        extra={"error": type(exc).__name__},
+                    )
+                self.stopping.wait(pause)
+                pause = min(pause * 2, OUTAGE_PAUSE_CAP_SECONDS)
 
     def _probe(self, conn: psycopg.Connection[Any]) -> bool:
         """Send a NOTIFY from another connection and see whether this one hears it."""
@@ -163,20 +138,35 @@ class Wakeup:
 
 
 class Worker:
-    """Runs until stopped; several workers (processes) may run at once on PostgreSQL."""
+    """Runs until stopped; several workers (processes) may run at once on PostgreSQL.
+
+    No answer of a receiver and no database outage ends `run`: a failed round is logged,
+    followed by a growing pause, and tried again.
+    """
 
     def __init__(self, settings: WorkerSettings, sessions: sessionmaker[Session], secret: str):
         self.settings = settings
         self.sessions = sessions
-        self.key = signing.secret_bytes(secret)
         self.stopping = threading.Event()
-        self.client = httpx.Client(
-            timeout=settings.webhook_timeout_seconds,
-            follow_redirects=False,
-            headers={"user-agent": "tessera-webhooks/1"},
+        self.poster = Poster(
+            signing.secret_bytes(secret),
+            settings.webhook_timeout_seconds,
+            settings.webhook_concurrency,
         )
-        self.pool = ThreadPoolExecutor(settings.webhook_concurrency, "webhook")
         self.wakeup = Wakeup(settings.effective_direct_url)
+        self.unsettled: Settlement | None = None
+        self.schedule = Schedule(self.jobs())
+
+    def jobs(self) -> list[Job]:
+        """The periodic jobs this worker runs beside deliveries."""
+        settings = self.settings
+        return [
+            Job(
+                "prune",
+                settings.prune_interval_seconds,
+                lambda stopping: retention.prune(self.sessions, settings, stopping),
+            ),
+        ]
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from `run`."""
@@ -188,25 +178,52 @@ class Worker:
         url = self.settings.webhook_url
         if url is None:
             log.warning("WEBHOOK_URL is not set: events are kept and not sent")
-        last_gauge = 0.0
+        else:
+            log.info("delivering events", extra={"webhook_url": redact_url(url)})
+        self.schedule.start()
+        last_gauge, pause = 0.0, 0.0
         while not self.stopping.is_set():
             if time.monotonic() - last_gauge > 5:
                 self._update_gauges()
                 last_gauge = time.monotonic()
-            busy = url is not None and self.run_once(url) >= self.settings.webhook_batch_size
+            try:
+                busy = url is not None and self.run_once(url) >= self.settings.webhook_batch_size
+            except SQLAlchemyError as exc:
+                pause = min(max(pause * 2, 0.5), OUTAGE_PAUSE_CAP_SECONDS)
+                log.warning(
+                    "database unavailable; retrying",
+                    extra={"error": database_error_text(exc), "retry_in_s": pause},
+                )
+                self.stopping.wait(pause)
+                continue
+            except Exception:  # a bug must not end deliveries: log it, pause, go on
+                # Outcomes that failed to record for a reason other than the database would
+                # fail again: drop them, and their events come back after their lease.
+                self.unsettled = None
+                pause = min(max(pause * 2, 0.5), OUTAGE_PAUSE_CAP_SECONDS)
+                log.exception("delivery round failed; retrying", extra={"retry_in_s": pause})
+                self.stopping.wait(pause)
+                continue
+            if pause:
+                log.info("delivering again")
+                pause = 0.0
             if not busy and not self.stopping.is_set():
                 self.wakeup.wait(self.settings.webhook_poll_seconds)
-        self.pool.shutdown(wait=True)
+        self.schedule.stop()
         self.wakeup.close()
-        self.client.close()
+        self.poster.close()
 
     def run_once(self, url: str) -> int:
         """One claim-and-deliver round; returns how many events were attempted.
 
         The posts go out in parallel; their outcomes are then recorded in one transaction
-        (one commit per round, not per event). A crash in between only means those events
-        are sent again after their lease, which at-least-once delivery allows.
+        (one commit per round, not per event). Outcomes the database could not take are
+        kept and recorded first in the next round; each settles only if its lease is
+        unchanged, so a late record never overrides another worker's. A crash in between
+        only means those events are sent again after their lease (at-least-once).
         """
+        if self.unsettled is not None:
+            self._settle(url, *self.unsettled)
         with self.sessions() as session:
             if outbox.endpoint_disabled(session, url) is not None:
                 return 0
@@ -214,49 +231,53 @@ class Worker:
             events = outbox.claim(session, self.settings.webhook_batch_size, lease)
         if not events:
             return 0
-        gone = threading.Event()  # a 410 in this batch: send nothing more of it
-        outcomes = list(self.pool.map(lambda event: self._attempt(url, event, gone), events))
-        now = utcnow()
-        with self.sessions() as session:
-            for event, outcome in zip(events, outcomes, strict=True):
-                self._record(session, url, event, outcome, now)
-            session.commit()
+        outcomes = self.poster.post_batch(url, events)
+        self.unsettled = (events, outcomes, utcnow())
+        self._settle(url, *self.unsettled)
         return len(events)
 
-    def _attempt(self, url: str, event: Event, gone: threading.Event) -> Outcome | None:
-        """Post one event; None when the batch was stopped by a 410 before its turn."""
-        if gone.is_set():
-            return None
-        outcome = attempt(self.client, url, self.key, event)
-        if outcome.gone:
-            gone.set()
-        return outcome
+    def _settle(
+        self, url: str, events: list[Event], outcomes: list[Outcome | None], now: datetime
+    ) -> None:
+        with self.sessions() as session:
+            retries = [
+                self._record(session, url, event, outcome, now)
+                for event, outcome in zip(events, outcomes, strict=True)
+            ]
+            session.commit()
+        self.unsettled = None
+        for event, outcome, retry in zip(events, outcomes, retries, strict=True):
+            self._count(url, event, outcome, retry, now)
 
     def _record(
         self, session: Session, url: str, event: Event, outcome: Outcome | None, now: datetime
-    ) -> None:
+    ) -> tuple[float, bool] | None:
+        """Write one outcome; for a failed attempt, the delay chosen and whether it gave up."""
         if outcome is None:
             outbox.release(session, event)
         elif outcome.ok:
             outbox.delivered(session, event, outcome.status or 200, now)
-            ATTEMPTS.labels("delivered").inc()
-            DELIVERED.inc()
-            LATENCY.observe((now - event.created_at).total_seconds())
         elif outcome.gone:
-            outbox.disable_endpoint(session, url, f"{url} answered 410 Gone", now)
+            outbox.disable_endpoint(session, url, f"{redact_url(url)} answered 410 Gone", now)
             outbox.release(session, event)
-            ATTEMPTS.labels("gone").inc()
-            log.error(
-                "webhook endpoint answered 410: deliveries stopped until re-enabled",
-                extra={"event_id": str(event.id)},
-            )
         else:
-            self._schedule_retry(session, event, outcome, now)
+            delay, give_up = self._retry_delay(event, outcome, now)
+            again = None if give_up else now + timedelta(seconds=delay)
+            outbox.retry_later(session, event, outcome.status, outcome.error, again)
+            return delay, give_up
+        return None
 
-    def _schedule_retry(
-        self, session: Session, event: Event, outcome: Outcome, now: datetime
-    ) -> None:
+    def _retry_delay(self, event: Event, outcome: Outcome, now: datetime) -> tuple[float, bool]:
+        """Seconds until the next attempt, and whether the retry window is over.
+
+        A receiver's Retry-After is honoured up to the end of the retry window, so one
+        absurd header cannot park an event for centuries (or overflow a date).
+        """
         settings = self.settings
+        deadline = event.retry_until or (
+            event.created_at + timedelta(seconds=settings.webhook_retry_for_seconds)
+        )
+        left = (deadline - now).total_seconds()
         delay = outcome.retry_after
         if delay is None:
             delay = backoff(
@@ -264,13 +285,33 @@ class Worker:
                 settings.webhook_backoff_base_seconds,
                 settings.webhook_backoff_cap_seconds,
             )
-        deadline = event.retry_until or (
-            event.created_at + timedelta(seconds=settings.webhook_retry_for_seconds)
-        )
-        give_up = now >= deadline
-        again = None if give_up else now + timedelta(seconds=delay)
-        outbox.retry_later(session, event, outcome.status, outcome.error, again)
+        return max(0.0, min(delay, left)), left <= 0
+
+    def _count(
+        self,
+        url: str,
+        event: Event,
+        outcome: Outcome | None,
+        retry: tuple[float, bool] | None,
+        now: datetime,
+    ) -> None:
+        """Metrics and log lines, once the outcome is recorded."""
+        if outcome is None:
+            return
+        if outcome.ok:
+            ATTEMPTS.labels("delivered").inc()
+            DELIVERED.inc()
+            LATENCY.observe((now - event.created_at).total_seconds())
+            return
+        if outcome.gone:
+            ATTEMPTS.labels("gone").inc()
+            log.error(
+                "webhook endpoint answered 410: deliveries stopped until re-enabled",
+                extra={"event_id": str(event.id), "webhook_url": redact_url(url)},
+            )
+            return
         ATTEMPTS.labels("failed").inc()
+        delay, give_up = retry or (0.0, False)
         if give_up:
             FAILED.inc()
             log.error(
@@ -293,5 +334,5 @@ class Worker:
             with self.sessions() as session:
                 for state, count in outbox.counts(session).items():
                     STATE.labels(state).set(count)
-        except Exception:  # metrics must never stop deliveries
-            log.warning("could not count events", exc_info=True)
+        except Exception as exc:  # metrics must never stop deliveries
+            log.warning("could not count events", extra={"error": type(exc).__name__})

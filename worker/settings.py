@@ -22,6 +22,13 @@ class WorkerSettings(CommonSettings):
     webhook_lease_seconds: float | None = Field(default=None, gt=0)
     webhook_metrics_port: int = Field(default=0, ge=0, description="0: no metrics endpoint")
 
+    # Retention (0 keeps that kind forever). Pending and failed events are never deleted;
+    # idempotency keys go once past IDEMPOTENCY_TTL_HOURS.
+    retain_delivered_events_days: int = Field(default=30, ge=0)
+    retain_login_failures_days: int = Field(default=7, ge=0)
+    prune_interval_seconds: float = Field(default=3600.0, gt=0)
+    prune_batch_size: int = Field(default=1000, ge=1)
+
     @property
     def lease_seconds(self) -> float:
         """The claim lease: longer than an attempt can take."""
