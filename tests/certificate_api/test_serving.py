@@ -71,7 +71,7 @@ def stop(service: Served) -> None:
 
 
 def wait_for_listeners(service: Served, count: int) -> list[int]:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while len(owners := service.listeners()) != count:
         assert time.monotonic() < deadline, service.log.read_text()
         time.sleep(0.1)
@@ -82,7 +82,7 @@ def wait_for_listeners(service: Served, count: int) -> list[int]:
 def served(databases: Any, tmp_path: Path) -> Iterator[Served]:
     service = start(databases.create(), tmp_path / "var")
     try:
-        wait_until_up(service.url, service.proc, 60)
+        wait_until_up(service.url, service.proc, 120)
         wait_for_listeners(service, 2)
         yield service
     finally:
@@ -128,7 +128,7 @@ def test_a_killed_worker_is_replaced_by_one_with_a_socket_of_its_own(served: Ser
     with httpx.Client(timeout=60) as client:  # the survivor answers meanwhile
         for _ in range(10):
             assert client.get(served.url + "/healthz", headers={"Connection": "close"}).is_success
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while True:
         listeners = served.listeners()
         if len(listeners) == 2 and victim not in listeners:
