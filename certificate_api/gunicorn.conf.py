@@ -51,7 +51,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tessera-certs-metrics-")
 
 
-def _refuse_taken(address: tuple[str, int]) -> None:
+def _refuse_taken(server: Any, address: tuple[str, int]) -> None:
     """Exit 3 if anything listens on the address. SO_REUSEPORT would let a second instance
     bind beside the first and take part of its traffic; a probe without it is refused."""
     host, port = address[0], address[1]
@@ -63,7 +63,7 @@ def _refuse_taken(address: tuple[str, int]) -> None:
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-            print(f"Cannot listen on {host}:{port}: address in use", file=sys.stderr)
+            server.log.error("Cannot listen on %s:%s: address in use", host, port)
             sys.exit(3)
 
 
@@ -72,7 +72,7 @@ def on_starting(server: Any) -> None:
     if not server.master_pid:  # not a re-exec (USR2), whose parent still listens
         for address in server.cfg.address:
             if isinstance(address, tuple):
-                _refuse_taken(address)
+                _refuse_taken(server, address)
     for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
         stale.unlink()
 
