@@ -149,11 +149,12 @@ def test_sigterm_stops_every_worker_and_exits_cleanly(served: Served) -> None:
     assert not [pid for pid in started if alive(pid)]
 
 
-def test_a_worker_that_cannot_start_stops_the_service_with_code_3(
-    databases: Any, tmp_path: Path
-) -> None:
+def test_a_worker_that_cannot_start_stops_the_service(databases: Any, tmp_path: Path) -> None:
     service = start(databases.create(migrate=False), tmp_path / "var")
     try:
-        assert service.proc.wait(timeout=90) == 3  # Gunicorn: "Worker failed to boot"
+        # 3 ("Worker failed to boot"), or 1 when the second worker's failure is reaped while
+        # Gunicorn is already halting for the first: either way `ca-admin run` stops.
+        assert service.proc.wait(timeout=90) in (1, 3)
     finally:
         stop(service)
+    assert b"exited with code 3" in service.log.read_bytes()
