@@ -87,7 +87,7 @@ def free_port() -> int:
 
 @dataclass
 class Services:
-    """Gunicorn (accounts) and Uvicorn (certificates) as real processes on 127.0.0.1."""
+    """Both services (Gunicorn: gthread workers, Uvicorn workers) as real processes on 127.0.0.1."""
 
     database_url: str
     var_dir: Path
@@ -195,7 +195,7 @@ class Services:
     def connection_split(self, service: str) -> list[int]:
         """Established client connections per worker process, most first: how the kernel
         spread them (a socket per worker in the certificate service, one shared socket in
-        Gunicorn's)."""
+        the account service)."""
         port = self.certificate_port if service == "certificate" else self.account_port
         owners = connection_owners(port)
         return sorted((owners.count(pid) for pid in set(owners)), reverse=True)

@@ -19,6 +19,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 def service_commands(settings: CommonSettings, workers: int) -> dict[str, list[str]]:
     """The processes `run` starts, by name."""
     python = sys.executable
+    port = settings.certificate_api_port
     return {
         "account-api": [
             python,
@@ -33,17 +34,14 @@ def service_commands(settings: CommonSettings, workers: int) -> dict[str, list[s
         "certificate-api": [
             python,
             "-m",
-            "certificate_api.serve",  # Uvicorn workers, a listening socket each
-            "--host",
-            settings.host,
-            "--port",
-            str(settings.certificate_api_port),
+            "gunicorn",  # Uvicorn workers, a listening socket each (reuse_port)
+            "-c",
+            str(PACKAGE_ROOT / "certificate_api" / "gunicorn.conf.py"),
+            "--bind",
+            f"[{settings.host}]:{port}" if ":" in settings.host else f"{settings.host}:{port}",
             "--workers",
             str(workers),
-            "--timeout-graceful-shutdown",
-            "20",
-            "--log-config",
-            os.path.join(os.path.dirname(__file__), "uvicorn_log.json"),
+            "certificate_api.asgi:app",
         ],
         "worker": [python, "-m", "ca_admin.cli", "worker"],
     }
@@ -58,7 +56,7 @@ def metrics_env(var_dir: Path, name: str) -> dict[str, str]:
     return {"PROMETHEUS_MULTIPROC_DIR": str(directory.resolve())}
 
 
-# Longer than the services' own graceful timeouts (Gunicorn 30 s, Uvicorn 20 s).
+# Longer than the services' own graceful timeouts (30 s accounts, 20 s certificates).
 STOP_TIMEOUT_SECONDS = 40
 # A child that dies is started again after 1, 2, 4 ... up to 30 s; the pause starts over
 # once the child has stayed up for a minute.

@@ -102,7 +102,7 @@ def test_ctrl_c_stops_every_process_it_started(databases: Any, tmp_path: Path) -
 
 def children_by_role(root: int) -> dict[str, int]:
     """The direct children of `ca-admin run`, by what they run."""
-    roles = {"gunicorn": "account-api", "certificate_api.serve": "certificate-api"}
+    roles = {"account_api.wsgi": "account-api", "certificate_api.asgi": "certificate-api"}
     found: dict[str, int] = {}
     for pid in descendants(root):
         try:

@@ -2,7 +2,7 @@
 instance of each service and one worker SIGKILLed under load lose nothing.
 
 Two account-service instances (Gunicorn), two certificate-service instances
-(`certificate_api.serve`), two webhook workers, all on the pooled DATABASE_URL with
+(Gunicorn with Uvicorn workers), two webhook workers, all on the pooled DATABASE_URL with
 DATABASE_DIRECT_URL for LISTEN. Clients go through HAProxy only and retry a failed request
 (same Idempotency-Key), as a real client would. Shown: every acknowledged (201) certificate
 is stored and served, every event reaches the receiver (duplicates allowed, losses not),

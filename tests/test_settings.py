@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from account_api.settings import AccountSettings
+from ca_admin.run import service_commands
 from certificate_api.settings import CertificateSettings
+from schema.settings import CommonSettings
 from tests.conftest import free_port
 
 
@@ -60,8 +61,9 @@ def test_the_certificate_service_refuses_to_start_on_a_wildcard_host_without_pub
     }
     env.update({"HOST": "0.0.0.0", "VAR_DIR": str(tmp_path), "DATABASE_URL": ""})
     result = subprocess.run(
-        [sys.executable, "-m", "certificate_api.serve", "--host", "127.0.0.1",
-         "--port", str(free_port()), "--workers", "1"],
+        service_commands(CommonSettings(_env_file=None, certificate_api_port=free_port()), 1)[
+            "certificate-api"
+        ],
         env=env,
         capture_output=True,
         text=True,
