@@ -15,6 +15,7 @@ from certificate_api.pki.keys import KeyType
 from certificate_api.pki.sealing import Keyring, parse_keyring
 from certificate_api.revocation.service import CrlCache, ResponderKeeper, ensure_crl_state
 from certificate_api.settings import CertificateSettings
+from core.name_check import NameRules
 from schema import keyfiles
 from schema.db import make_engine, make_sessionmaker
 from schema.tokens import VerifiedTokens, load_verify_key, verify_access_token
@@ -34,6 +35,7 @@ class Runtime:
     responder: ResponderKeeper
     key_pool: KeyPool
     db: Database  # async, for the hot routes; opened by the app's lifespan
+    names: NameRules  # who may have which names, checked at issuance
 
     async def close(self) -> None:
         """Stop the key pool's refills and release the connection pools."""
@@ -85,6 +87,7 @@ async def build_runtime(settings: CertificateSettings) -> Runtime:
     if settings.key_pool_fill_on_start:
         key_pool.fill()
     return Runtime(
+        names=NameRules(settings, engine.dialect.name),
         db=await open_database(engine, settings.db_pool_size, settings.db_pool_timeout),
         settings=settings,
         engine=engine,

@@ -107,7 +107,10 @@ async def issue_certificate(
     account_id = caller.account_id
     # Checked before anything else (a deleted account's token is 401 whatever the body);
     # storing checks again under a lock, for an account deleted while this request signs.
-    await service.authorize(db, caller)
+    # The same round trip reads the account's authorizations that may cover the names.
+    _admin, grants = await runtime.names.authorize(
+        db, caller, body.common_name, body.dns_names, body.ip_addresses
+    )
     fingerprint = ""
     cert: Any = None
     if idempotency_key is not None:
@@ -126,6 +129,8 @@ async def issue_certificate(
             settings.default_validity_days,
             settings.max_validity_days,
         )
+        # Who may have which names (core/name_check.py): 403 before anything is signed.
+        held = runtime.names.check(order.common_name, order.dns_names, order.ip_addresses, grants)
         # Signing takes a fraction of a millisecond, on this loop; making an RSA key does
         # not, so when the pool has none ready it is made in a thread.
         sign = functools.partial(
@@ -136,7 +141,7 @@ async def issue_certificate(
         else:
             issued = sign()
         cert, new = await service.store_issued(
-            db, runtime.keyring, account_id, order, issued, idempotency_key, fingerprint, ttl
+            db, runtime.keyring, account_id, order, issued, idempotency_key, fingerprint, ttl, held
         )
         if new:
             wake_workers(runtime.engine)

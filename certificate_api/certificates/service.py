@@ -21,6 +21,7 @@ from certificate_api.certificates.issuance import Issued, IssueOrder
 from certificate_api.database import Database, Transaction
 from certificate_api.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from certificate_api.pki.sealing import Keyring, SealedKey, seal, unseal
+from core.name_check import Held
 from schema.accounts import Role
 from schema.base import utcnow
 from schema.certificates import (
@@ -63,11 +64,13 @@ async def store_issued(
     idempotency_key: str | None,
     fingerprint: str,
     ttl: timedelta,
+    held: Held | None = None,
 ) -> tuple[Any, bool]:
     """Persist a signed certificate with its sealed key, history, event and idempotency record,
     in one transaction. Returns the certificate row and whether it is new: a concurrent
     request with the same `Idempotency-Key` that committed first wins, and its certificate
-    is returned instead. 401 if the account was deleted meanwhile.
+    is returned instead. 401 if the account was deleted meanwhile; 403 if a domain
+    authorization it relies on (`held`) was deleted or expired meanwhile.
     """
     now = utcnow()
     values: dict[str, Any] = {
@@ -94,6 +97,7 @@ async def store_issued(
         async with db.transaction() as tx:
             # Sent together, read once at the end: one round trip before the commit.
             account = await tx.start(queries.LOCK_ACCOUNT, account_id=account_id)
+            names = await tx.start(held.statement, **held.params) if held else None
             await tx.execute(queries.INSERT_CERTIFICATE, **values)
             if issued.private_key_pem is not None:
                 sealed = seal(keyring, issued.private_key_pem, issued.id.bytes)
@@ -112,6 +116,8 @@ async def store_issued(
             locked = await account.one()
             if locked is None or locked.deleted_at is not None:
                 raise Unauthorized()  # rolls all of it back
+            if held is not None and names is not None and not held.holds(await names.one()):
+                raise held.gone()
     except IntegrityError:
         winner = await replay(db, account_id, "issue", idempotency_key, fingerprint, ttl)
         if winner is None:

@@ -1,0 +1,1 @@
+"""The rules every door of the CA shares: name policy, domain authorizations."""
