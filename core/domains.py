@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Select, Table, and_, or_, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from certificate_api.database import Database
+from certificate_api.database import Database, Transaction
 from certificate_api.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from certificate_api.pki import names
 from core import validation
@@ -91,12 +91,15 @@ _TABLE: Table = DA.__table__  # type: ignore[assignment]
 _AUTHZ = tuple(_TABLE.columns)
 _NOW = bindparam("now", type_=DA.expires_at.type)
 _LIVE = (DomainStatus.PENDING.value, DomainStatus.VALID.value)
+# Written out, not IN (...): an IN list compiles to a placeholder expanded per execution,
+# which the once-compiled statements of certificate_api/database.py do not do.
+_IS_LIVE = or_(DA.status == _LIVE[0], DA.status == _LIVE[1])
 
 LIVE_TWIN = select(*_AUTHZ).where(
     DA.account_id == bindparam("account_id"),
     DA.name == bindparam("name"),
     DA.include_subdomains == bindparam("include_subdomains"),
-    DA.status.in_(_LIVE),
+    _IS_LIVE,
 )
 MARK_EXPIRED = (
     update(DA)
@@ -111,7 +114,15 @@ VISIBLE = (
     .outerjoin(_TABLE, DA.id == bindparam("authorization_id"))
     .where(Account.id == bindparam("account_id"))
 )
-LOCK_VISIBLE = VISIBLE.with_for_update(of=DA)
+# The same with the authorization locked for a change: an inner join (a row lock cannot sit
+# on the nullable side of an outer join); no row means "ask VISIBLE why".
+LOCK_VISIBLE = (
+    select(Account.role, Account.deleted_at, *_AUTHZ)
+    .select_from(_TABLE)
+    .join(Account, Account.id == bindparam("account_id"))
+    .where(DA.id == bindparam("authorization_id"))
+    .with_for_update(of=DA)
+)
 REQUEST_VALIDATION = (
     update(DA)
     .where(DA.id == bindparam("authorization_id"), DA.status == DomainStatus.PENDING.value)
@@ -189,6 +200,14 @@ def _visible(row: Any, claims: TokenClaims, owner_only: bool = False) -> Any:
     return row
 
 
+async def _lock(tx: Transaction, authorization_id: uuid.UUID, claims: TokenClaims) -> Any:
+    where = {"authorization_id": authorization_id, "account_id": claims.account_id}
+    row = await tx.one(LOCK_VISIBLE, **where)
+    if row is None:  # the account alone: 401 if it is gone, else 404
+        row = await tx.one(VISIBLE, **{**where, "authorization_id": None})
+    return row
+
+
 async def get(db: Database, claims: TokenClaims, authorization_id: uuid.UUID) -> Any:
     """The authorization, to its owner or an admin; 404 otherwise."""
     row = await db.one(VISIBLE, authorization_id=authorization_id, account_id=claims.account_id)
@@ -202,10 +221,7 @@ async def request_validation(
     and whether a check is now asked for (False: it was valid already, unchanged)."""
     now = utcnow()
     async with db.transaction() as tx:
-        row = await tx.one(
-            LOCK_VISIBLE, authorization_id=authorization_id, account_id=claims.account_id
-        )
-        row = _visible(row, claims, owner_only=True)
+        row = _visible(await _lock(tx, authorization_id, claims), claims, owner_only=True)
         status = shown_status(row.status, row.expires_at, now)
         if status is DomainStatus.VALID:
             return row, False
@@ -228,10 +244,7 @@ async def remove(db: Database, claims: TokenClaims, authorization_id: uuid.UUID)
     """Delete it (owner or admin): from the commit on it covers no new certificate.
     Issuance share-locks the authorizations it relies on, so this waits for those."""
     async with db.transaction() as tx:
-        row = await tx.one(
-            LOCK_VISIBLE, authorization_id=authorization_id, account_id=claims.account_id
-        )
-        _visible(row, claims)
+        _visible(await _lock(tx, authorization_id, claims), claims)
         await tx.execute(DELETE, authorization_id=authorization_id)
 
 

@@ -77,6 +77,16 @@ def test_ctrl_c_stops_every_process_it_started(databases: Any, tmp_path: Path) -
         token = httpx.post(
             f"{accounts}/api/auth/token", json={"email": email, "password": password}
         ).json()["access_token"]
+        # The README's operator step: with the default NAME_AUTHORIZATION=required, names
+        # are granted before issuance.
+        granted = subprocess.run(
+            [sys.executable, "-m", "ca_admin.cli", "domains", "grant", email, "example.com"]
+            + ["--include-subdomains"],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        assert granted.returncode == 0, granted.stderr
         issued = httpx.post(  # an RSA issuance sets the key pool refilling
             f"{certs}/api/certificates",
             json={"common_name": "run.example.com", "key_type": "rsa-2048"},

@@ -74,7 +74,7 @@ class ValidationRunner:
             while not self.stopping.is_set():
                 try:
                     claimed = await asyncio.to_thread(self.claim)
-                    await asyncio.gather(*(self._settle(checker, c) for c in claimed))
+                    await asyncio.gather(*(self.settle(checker, c) for c in claimed))
                 except Exception:  # a database outage: try again at the next round
                     log.exception("validation round failed")
                     claimed = []
@@ -83,7 +83,8 @@ class ValidationRunner:
         finally:
             await checker.close()
 
-    async def _settle(self, checker: Checker, claimed: Claimed) -> None:
+    async def settle(self, checker: Checker, claimed: Claimed) -> None:
+        """Check one claimed validation and record its outcome."""
         key_auth = validation.key_authorization(
             claimed.token, validation.account_thumbprint(claimed.account_id)
         )
