@@ -42,6 +42,9 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+GRANT = [sys.executable, "-m", "ca_admin.cli", "domains", "grant"]
+
+
 def test_ctrl_c_stops_every_process_it_started(databases: Any, tmp_path: Path) -> None:
     account_port, certificate_port = free_port(), free_port()
     env = {
@@ -80,8 +83,7 @@ def test_ctrl_c_stops_every_process_it_started(databases: Any, tmp_path: Path) -
         # The README's operator step: with the default NAME_AUTHORIZATION=required, names
         # are granted before issuance.
         granted = subprocess.run(
-            [sys.executable, "-m", "ca_admin.cli", "domains", "grant", email, "example.com"]
-            + ["--include-subdomains"],
+            [*GRANT, email, "example.com", "--include-subdomains"],
             env=env,
             capture_output=True,
             check=False,

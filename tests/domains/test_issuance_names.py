@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import delete, update
 
+from schema.domains import DomainAuthorization
 from tests.conftest import Customer
 from tests.domains.conftest import Domains, names_settings
 
@@ -118,8 +120,9 @@ def test_expired_authorization_stops_issuance(
     authz = domains.prove(customer, name)
     with engine.begin() as conn:
         conn.execute(
-            text("UPDATE domain_authorizations SET expires_at = :t WHERE id = :id"),
-            {"t": "2020-01-01T00:00:00+00:00", "id": uuid.UUID(authz["id"])},
+            update(DomainAuthorization)
+            .where(DomainAuthorization.id == uuid.UUID(authz["id"]))
+            .values(expires_at=datetime(2020, 1, 1, tzinfo=UTC))
         )
     assert domains.get(customer, authz["id"])["status"] == "expired"
     assert refused(issue_as(customer, name)) == [(["body", "common_name", name], "not authorized")]
@@ -215,7 +218,7 @@ def test_authorization_deleted_while_signing_stops_the_insert(
         held = runtime.names.check(order.common_name, order.dns_names, order.ip_addresses, grants)
         issued = issuance.sign(order, runtime.ca, "http://x")
         with engine.begin() as conn:
-            conn.execute(text("DELETE FROM domain_authorizations WHERE id = :id"), {"id": granted})
+            conn.execute(delete(DomainAuthorization).where(DomainAuthorization.id == granted))
         from datetime import timedelta
 
         return await service.store_issued(
