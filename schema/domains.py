@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from schema.accounts import Account
 from schema.base import Base, rfc3339, utcnow
 
 
@@ -38,7 +39,7 @@ class DomainAuthorization(Base):
     __tablename__ = "domain_authorizations"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(Account.id, ondelete="CASCADE"))
     # A DNS name in lower-case A-label form, or an IP address in its compressed form.
     name: Mapped[str] = mapped_column(String(253))
     include_subdomains: Mapped[bool] = mapped_column(Boolean, default=False)
