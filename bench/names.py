@@ -69,22 +69,35 @@ def compare(ctx: Any, opts: Any, measure: Callable[..., Row], scenario: Any) -> 
 
 def table(rows: list[Row]) -> str:
     """Medians per side and concurrency, and checked over open."""
-    runs: dict[tuple[str, int], list[Any]] = {}
+    runs: dict[tuple[str, int], list[Row]] = {}
     for row in rows:
         if row.result is not None and not row.errors:
-            runs.setdefault((row.scenario, row.concurrency), []).append(row.result)
+            runs.setdefault((row.scenario, row.concurrency), []).append(row)
     lines = [
-        "| scenario | c | runs | median req/s | median p50 ms | median p99 ms |",
-        "|---|--:|--:|--:|--:|--:|",
+        "| scenario | c | runs | median req/s | median p50 ms | median p99 ms "
+        "| median CPU ms per request: service / PostgreSQL |",
+        "|---|--:|--:|--:|--:|--:|--:|",
     ]
-    for (name, concurrency), results in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    for (name, concurrency), done in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        results = [row.result for row in done if row.result is not None]
         lines.append(
             f"| {name} | {concurrency} | {len(results)} | "
             f"{statistics.median(r.rps for r in results):,.0f} | "
             f"{statistics.median(r.p50_ms for r in results):.2f} | "
-            f"{statistics.median(r.p99_ms for r in results):.2f} |"
+            f"{statistics.median(r.p99_ms for r in results):.2f} | "
+            f"{_cpu_ms(done, 'service_cores')} / {_cpu_ms(done, 'database_cores')} |"
         )
     errors = sum(row.errors for row in rows)
     if errors:
         lines.append(f"\n{errors} unexpected answers: those runs are left out of the medians.")
     return "\n".join(lines)
+
+
+def _cpu_ms(rows: list[Row], field: str) -> str:
+    """CPU time per answered request: steadier than req/s on a shared, noisy machine."""
+    costs = [
+        getattr(row, field) * 1000 / row.result.rps
+        for row in rows
+        if row.result is not None and row.result.rps and getattr(row, field) is not None
+    ]
+    return f"{statistics.median(costs):.2f}" if costs else "—"
