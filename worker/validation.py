@@ -45,6 +45,7 @@ class ValidationConfig:
     """What the checks need from settings."""
 
     http_port: int
+    tls_port: int
     dns_servers: tuple[tuple[str, int], ...]
     deny: tuple[Network, ...]
     caa_identities: tuple[str, ...]
@@ -56,6 +57,7 @@ class ValidationConfig:
         deny = settings.validation_deny_networks
         return cls(
             http_port=settings.validation_http_port,
+            tls_port=settings.validation_tls_port,
             dns_servers=tuple(
                 _server(s) for s in settings.validation_dns_servers.split(",") if s.strip()
             ),
@@ -103,7 +105,8 @@ class Checker:
             verify=False,  # noqa: S501
             timeout=config.timeout,
             trust_env=False,
-            headers={"user-agent": "tessera-validation/1"},
+            # identity: a compressed body could expand far past the 64 KiB read limit
+            headers={"user-agent": "tessera-validation/1", "accept-encoding": "identity"},
         )
 
     async def close(self) -> None:
@@ -151,6 +154,13 @@ class Checker:
             if location is None:
                 return
             url = url.join(location)
+            port = url.port or (443 if url.scheme == "https" else 80)
+            if port not in (self.config.http_port, self.config.tls_port):
+                # As public CAs do: a redirect cannot aim the validator at any other service.
+                raise ValidationFailed(
+                    f"redirect to port {port}: only {self.config.http_port} (http) and "
+                    f"{self.config.tls_port} (https) are followed"
+                )
         raise ValidationFailed(f"more than {MAX_REDIRECTS} redirects")
 
     async def _fetch(self, url: httpx.URL, key_auth: str) -> str | None:

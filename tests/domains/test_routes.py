@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from certificate_api.domains.schemas import DomainOut, DomainPage
 from core import validation
 from tests.conftest import Customer
 from tests.domains.conftest import Domains
@@ -25,6 +26,7 @@ def test_created_authorization_shows_its_challenges(
     response = names_app.post("/api/domains", json={"name": name}, headers=customer.auth)
     assert response.status_code == 201
     body = response.json()
+    DomainOut.model_validate(body)  # the reply is what OpenAPI documents
     assert response.headers["location"] == f"/api/domains/{body['id']}"
     assert body["name"] == name.lower() and body["status"] == "pending"
     assert body["account_id"] == customer.id and body["include_subdomains"] is False
@@ -107,6 +109,7 @@ def test_list_is_paged_newest_first_and_admins_filter_by_account(
         if cursor is None:
             break
     assert seen == made[::-1]
+    DomainPage.model_validate(page)
     mine_only = domains.client.get(
         "/api/domains", params={"account_id": other.id}, headers=owner.auth
     ).json()

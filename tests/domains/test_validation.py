@@ -135,6 +135,17 @@ def test_redirect_to_the_right_body_is_followed(
     assert domains.server.hosts[-1] == f"{other}:{port}"
 
 
+def test_redirect_to_another_port_is_invalid(
+    make_customer: Callable[..., Customer], domains: Domains
+) -> None:
+    customer = make_customer()
+    name = unique()
+    authz = domains.create(customer, name)
+    location = f"http://{name}:5432/"  # say, a database on the same host
+    domains.server.routes[token_path(authz)] = Route(302, headers={"Location": location})
+    assert "redirect to port 5432" in fails(domains, customer, authz, "http-01")
+
+
 def test_ten_megabyte_body_is_invalid(
     make_customer: Callable[..., Customer], domains: Domains
 ) -> None:
