@@ -66,13 +66,21 @@ def requested_candidates(
     found: dict[str, None] = {}
     for value in (common_name, *dns_names, *ips):
         try:
-            if names.is_ip(value):
-                found[str(names.parse_ip(value))] = None
-            else:
-                found.update(dict.fromkeys(candidates(names.normalize_dns_name(value))))
+            found.update(dict.fromkeys(_candidates_of(value)))
         except names.InvalidName:
             continue
     return list(found)
+
+
+def _candidates_of(value: str) -> list[str]:
+    """The candidates of what `prepare` will make of a name, cheaply: an ASCII DNS name only
+    needs lower case (IDNA is for the rest); an invalid one is refused by `prepare` anyway."""
+    text = value.strip()
+    if ":" in text or text.replace(".", "").isdigit():
+        return [str(names.parse_ip(text))]  # an address is covered by itself only
+    if text.isascii():
+        return candidates(text.removesuffix(".").lower())
+    return candidates(names.normalize_dns_name(text))
 
 
 def _one_of(column: Any, param: str, type_: Any, dialect: str) -> ColumnElement[bool]:

@@ -238,3 +238,17 @@ def test_authorization_deleted_while_signing_stops_the_insert(
     assert getattr(caught.value, "status", None) == 403
     listed = names_app.get("/api/certificates", headers=customer.auth).json()
     assert listed["items"] == []
+
+
+def test_names_are_matched_in_their_normalized_form(
+    make_customer: Callable[..., Customer], issue_as: Callable[..., Any], grant: Callable[..., Any]
+) -> None:
+    customer = make_customer()
+    base = unique("bücher")
+    grant(customer, base, include_subdomains=True)  # stored as an A-label
+    grant(customer, "2001:db8::1")
+    issued = issue_as(
+        customer, f"WWW.{base.upper()}.", dns_names=[f"*.{base}"], ip_addresses=["2001:DB8:0::1"]
+    )
+    assert issued.status_code == 201, issued.text
+    assert issued.json()["dns_names"][0].startswith("www.xn--")
