@@ -126,11 +126,15 @@ class Held:
     """The authorizations an issuance relies on, to lock and re-check in its transaction."""
 
     statement: Any
-    params: dict[str, Any]
+    ids: list[uuid.UUID]
+
+    def params(self) -> dict[str, Any]:
+        """The statement's parameters, valid as of now (the insert's time, not the check's)."""
+        return {"ids": self.ids, "now": utcnow()}
 
     def holds(self, row: Any) -> bool:
         """Whether every one of them was still there and valid (`row`: the count)."""
-        return row is not None and row[0] == len(self.params["ids"])
+        return row is not None and row[0] == len(self.ids)
 
     @staticmethod
     def gone() -> Forbidden:
@@ -200,7 +204,7 @@ class NameRules:
             raise Forbidden(f"not allowed to have a certificate for: {refused}", errors=errors)
         if not self.required:
             return None
-        return Held(self.still_valid, {"ids": list(used), "now": utcnow()})
+        return Held(self.still_valid, list(used))
 
 
 def _located(

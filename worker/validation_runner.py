@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+from prometheus_client import Counter
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +29,7 @@ from schema.settings import CommonSettings
 from worker.validation import Checker, ValidationConfig
 
 log = logging.getLogger(__name__)
+SETTLED = Counter("domain_validations_total", "Domain validations settled", ["outcome"])
 POLL_SECONDS = 0.5
 BATCH = 16
 
@@ -154,6 +156,7 @@ class ValidationRunner:
                 event = EventType.DOMAIN_INVALID
             record_event(session, event, row.id, domain_event_data(row, row.status))
             session.commit()
+        SETTLED.labels(row.status).inc()
         log.info(
             "domain validation settled",
             extra={"domain_id": str(claimed.id), "type": claimed.kind, "valid": error is None},

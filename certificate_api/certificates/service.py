@@ -97,7 +97,7 @@ async def store_issued(
         async with db.transaction() as tx:
             # Sent together, read once at the end: one round trip before the commit.
             account = await tx.start(queries.LOCK_ACCOUNT, account_id=account_id)
-            names = await tx.start(held.statement, **held.params) if held else None
+            names = await tx.start(held.statement, **held.params()) if held else None
             await tx.execute(queries.INSERT_CERTIFICATE, **values)
             if issued.private_key_pem is not None:
                 sealed = seal(keyring, issued.private_key_pem, issued.id.bytes)
@@ -116,7 +116,7 @@ async def store_issued(
             locked = await account.one()
             if locked is None or locked.deleted_at is not None:
                 raise Unauthorized()  # rolls all of it back
-            if held is not None and names is not None and not held.holds(await names.one()):
+            if names is not None and held is not None and not held.holds(await names.one()):
                 raise held.gone()
     except IntegrityError:
         winner = await replay(db, account_id, "issue", idempotency_key, fingerprint, ttl)
