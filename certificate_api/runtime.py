@@ -19,6 +19,7 @@ from certificate_api.settings import CertificateSettings
 from core.issuance import IssuerContext
 from core.orders import Limits
 from core.statements import Database
+from core.name_check import NameRules
 from schema import keyfiles
 from schema.db import make_engine, make_sessionmaker
 from schema.tokens import VerifiedTokens, load_verify_key, verify_access_token
@@ -38,6 +39,7 @@ class Runtime:
     responder: ResponderKeeper
     key_pool: KeyPool
     db: Database  # async, for the hot routes; opened by the app's lifespan
+    names: NameRules  # who may have which names, checked at issuance
 
     @property
     def issuer(self) -> IssuerContext:
@@ -103,6 +105,7 @@ async def build_runtime(settings: CertificateSettings) -> Runtime:
     if settings.key_pool_fill_on_start:
         key_pool.fill()
     return Runtime(
+        names=NameRules(settings, engine.dialect.name),
         db=await open_database(engine, settings.db_pool_size, settings.db_pool_timeout),
         settings=settings,
         engine=engine,

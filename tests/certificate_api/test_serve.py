@@ -53,6 +53,7 @@ def start(
         "DATABASE_URL": database_url,
         "VAR_DIR": str(var_dir),
         "KEY_POOL_FILL_ON_START": "false",
+        "NAME_AUTHORIZATION": "open",
         **env_vars,
     }
     log = var_dir / f"serve-{port}-{time.monotonic_ns()}.log"

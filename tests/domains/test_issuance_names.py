@@ -1,0 +1,254 @@
+"""Who may have which names, at issuance: authorizations, wildcards, IPs, the policy."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, update
+
+from schema.domains import DomainAuthorization
+from tests.conftest import Customer
+from tests.domains.conftest import Domains, names_settings
+
+
+def unique(label: str = "host") -> str:
+    return f"{label}-{uuid.uuid4().hex[:8]}.test"
+
+
+def refused(response: Any) -> list[tuple[list[str], str]]:
+    assert response.status_code == 403, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    return [(err["loc"], err["msg"]) for err in response.json()["errors"]]
+
+
+def test_nobody_gets_a_name_they_have_not_authorized(
+    make_customer: Callable[..., Customer], issue_as: Callable[..., Any], names_app: TestClient
+) -> None:
+    customer = make_customer()
+    name, other = unique(), unique()
+    response = issue_as(customer, name, dns_names=[other], ip_addresses=["10.0.0.1"])
+    assert refused(response) == [
+        (["body", "common_name", name], "not authorized"),
+        (["body", "dns_names", other], "not authorized"),
+        (["body", "ip_addresses", "10.0.0.1"], "not authorized"),
+    ]
+    listed = names_app.get("/api/certificates", headers=customer.auth).json()
+    assert listed["items"] == []  # nothing signed, nothing stored
+
+
+def test_one_customer_cannot_get_another_customers_validated_name(
+    make_customer: Callable[..., Customer], domains: Domains, issue_as: Callable[..., Any]
+) -> None:
+    owner, intruder = make_customer(), make_customer()
+    name = unique("www")
+    domains.prove(owner, name)
+    assert issue_as(owner, name).status_code == 201
+    assert refused(issue_as(intruder, name)) == [(["body", "common_name", name], "not authorized")]
+
+
+def test_wildcard_needs_a_dns01_include_subdomains_authorization(
+    make_customer: Callable[..., Customer], domains: Domains, issue_as: Callable[..., Any]
+) -> None:
+    customer = make_customer()
+    base = unique("zone")
+    domains.prove(customer, base, "http-01")  # the exact name only
+    assert issue_as(customer, base).status_code == 201
+    assert refused(issue_as(customer, f"*.{base}")) == [
+        (["body", "common_name", f"*.{base}"], "not authorized")
+    ]
+    assert refused(issue_as(customer, f"a.{base}"))
+    # include_subdomains is proved with dns-01 only
+    wide = domains.create(customer, base, include_subdomains=True)
+    assert [c["type"] for c in wide["challenges"]] == ["dns-01"]
+    wrong = domains.client.post(
+        f"/api/domains/{wide['id']}/validate", json={"type": "http-01"}, headers=customer.auth
+    )
+    assert wrong.status_code == 422
+    domains.publish(wide, "dns-01")
+    assert domains.validate(customer, wide, "dns-01")["status"] == "valid"
+    issued = issue_as(customer, f"*.{base}", dns_names=[f"a.b.{base}"])
+    assert issued.status_code == 201, issued.text
+
+
+def test_ip_address_needs_its_own_http01_authorization(
+    make_customer: Callable[..., Customer], domains: Domains, issue_as: Callable[..., Any]
+) -> None:
+    customer = make_customer()
+    domains.prove(customer, unique(), "dns-01")
+    assert refused(issue_as(customer, "127.0.0.1")) == [
+        (["body", "common_name", "127.0.0.1"], "not authorized")
+    ]
+    authz = domains.create(customer, "127.0.0.1")
+    assert [c["type"] for c in authz["challenges"]] == ["http-01"]
+    domains.publish(authz, "http-01")
+    assert domains.validate(customer, authz, "http-01")["status"] == "valid"
+    assert issue_as(customer, "127.0.0.1").status_code == 201
+    assert refused(issue_as(customer, "127.0.0.1", ip_addresses=["127.0.0.2"])) == [
+        (["body", "ip_addresses", "127.0.0.2"], "not authorized")
+    ]
+
+
+def test_deleted_authorization_stops_issuance(
+    make_customer: Callable[..., Customer], domains: Domains, issue_as: Callable[..., Any]
+) -> None:
+    customer = make_customer()
+    name = unique()
+    authz = domains.prove(customer, name)
+    first = issue_as(customer, name)
+    assert first.status_code == 201
+    gone = domains.client.delete(f"/api/domains/{authz['id']}", headers=customer.auth)
+    assert gone.status_code == 204
+    assert refused(issue_as(customer, name)) == [(["body", "common_name", name], "not authorized")]
+    kept = domains.client.get(f"/api/certificates/{first.json()['id']}", headers=customer.auth)
+    assert kept.json()["status"] == "active"  # issued certificates stay as they are
+
+
+def test_expired_authorization_stops_issuance(
+    make_customer: Callable[..., Customer],
+    domains: Domains,
+    issue_as: Callable[..., Any],
+    engine: Any,
+) -> None:
+    customer = make_customer()
+    name = unique()
+    authz = domains.prove(customer, name)
+    with engine.begin() as conn:
+        conn.execute(
+            update(DomainAuthorization)
+            .where(DomainAuthorization.id == uuid.UUID(authz["id"]))
+            .values(expires_at=datetime(2020, 1, 1, tzinfo=UTC))
+        )
+    assert domains.get(customer, authz["id"])["status"] == "expired"
+    assert refused(issue_as(customer, name)) == [(["body", "common_name", name], "not authorized")]
+
+
+@pytest.fixture(scope="module")
+def policy_app(database_url: str, var_dir: Path, dns_server: Any, challenge_server: Any) -> Any:
+    from certificate_api.main import create_app
+
+    settings = names_settings(
+        database_url,
+        var_dir,
+        dns_server[1],
+        challenge_server.port,
+        name_policy_allow="allowed.test, 10.0.0.0/8",
+        name_policy_deny="bad.allowed.test, 10.9.0.0/16",
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_deny_wins_over_allow_and_over_an_authorization(
+    make_customer: Callable[..., Customer], policy_app: TestClient, grant: Callable[..., Any]
+) -> None:
+    customer = make_customer()
+    grant(customer, "allowed.test", include_subdomains=True)
+    grant(customer, "outside.test", include_subdomains=True)
+    grant(customer, "10.9.0.1")
+    grant(customer, "10.1.0.1")
+
+    def post(common_name: str, **body: Any) -> Any:
+        payload = {"common_name": common_name, **body}
+        return policy_app.post("/api/certificates", json=payload, headers=customer.auth)
+
+    assert post("www.allowed.test", ip_addresses=["10.1.0.1"]).status_code == 201
+    assert refused(post("bad.allowed.test")) == [
+        (["body", "common_name", "bad.allowed.test"], "denied by policy")
+    ]
+    assert refused(post("x.bad.allowed.test", dns_names=["*.allowed.test"])) == [
+        (["body", "common_name", "x.bad.allowed.test"], "denied by policy"),
+        (["body", "dns_names", "*.allowed.test"], "denied by policy"),  # it would cover bad.
+    ]
+    assert refused(post("www.outside.test", ip_addresses=["10.9.0.1"])) == [
+        (["body", "common_name", "www.outside.test"], "denied by policy"),  # outside allow
+        (["body", "ip_addresses", "10.9.0.1"], "denied by policy"),
+    ]
+    # Label boundaries: notallowed.test is not under allowed.test
+    assert refused(post("notallowed.test"))[0][1] == "denied by policy"
+    # Asking to be authorized for a denied name is refused at once
+    asked = policy_app.post(
+        "/api/domains", json={"name": "bad.allowed.test"}, headers=customer.auth
+    )
+    assert asked.status_code == 403
+
+
+def test_wildcard_under_a_public_suffix_is_refused_even_when_names_are_open(
+    make_customer: Callable[..., Customer], certs: Any
+) -> None:
+    customer = make_customer()  # `certs` runs with NAME_AUTHORIZATION=open
+    for name in ("*.co.uk", "*.github.io"):
+        response = certs.post(
+            "/api/certificates", json={"common_name": name}, headers=customer.auth
+        )
+        assert refused(response) == [(["body", "common_name", name], "denied by policy")]
+    ok = certs.post(
+        "/api/certificates", json={"common_name": "*.example.co.uk"}, headers=customer.auth
+    )
+    assert ok.status_code == 201, ok.text
+
+
+def test_authorization_deleted_while_signing_stops_the_insert(
+    make_customer: Callable[..., Customer],
+    names_app: TestClient,
+    grant: Callable[..., Any],
+    engine: Any,
+) -> None:
+    """The authorizations read before signing are re-checked, share-locked, in the insert's
+    transaction: one deleted in between means 403 and nothing stored."""
+    import anyio
+
+    from certificate_api.certificates import issuance, service
+    from schema.tokens import TokenClaims
+
+    customer = make_customer()
+    name = unique()
+    granted = grant(customer, name)
+    runtime = names_app.app.state.runtime  # type: ignore[attr-defined]
+    claims = TokenClaims(uuid.UUID(customer.id), "t", 0.0)
+
+    async def scenario() -> Any:
+        _admin, grants = await runtime.names.authorize(runtime.db, claims, name, [], [])
+        order = issuance.prepare(name, [], [], None, None, None, True, 90, 199)
+        held = runtime.names.check(order.common_name, order.dns_names, order.ip_addresses, grants)
+        issued = issuance.sign(order, runtime.ca, "http://x")
+        with engine.begin() as conn:
+            conn.execute(delete(DomainAuthorization).where(DomainAuthorization.id == granted))
+        from datetime import timedelta
+
+        return await service.store_issued(
+            runtime.db,
+            runtime.keyring,
+            claims.account_id,
+            order,
+            issued,
+            None,
+            "",
+            timedelta(hours=1),
+            held,
+        )
+
+    with pytest.raises(Exception) as caught:
+        anyio.run(scenario)
+    assert getattr(caught.value, "status", None) == 403
+    listed = names_app.get("/api/certificates", headers=customer.auth).json()
+    assert listed["items"] == []
+
+
+def test_names_are_matched_in_their_normalized_form(
+    make_customer: Callable[..., Customer], issue_as: Callable[..., Any], grant: Callable[..., Any]
+) -> None:
+    customer = make_customer()
+    base = unique("bücher")
+    grant(customer, base, include_subdomains=True)  # stored as an A-label
+    grant(customer, "2001:db8::1")
+    issued = issue_as(
+        customer, f"WWW.{base.upper()}.", dns_names=[f"*.{base}"], ip_addresses=["2001:DB8:0::1"]
+    )
+    assert issued.status_code == 201, issued.text
+    assert issued.json()["dns_names"][0].startswith("www.xn--")
