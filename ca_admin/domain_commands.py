@@ -30,8 +30,8 @@ def grant(email: str, name: str, include_subdomains: bool, days: int | None) -> 
     from sqlalchemy.orm import Session, sessionmaker
 
     from account_api.accounts.service import live_account_by_email
-    from certificate_api.errors import ApiError
     from core import domains as rules
+    from core.errors import DomainError
     from core.policy import NamePolicy
     from schema.base import rfc3339
     from schema.settings import CommonSettings
@@ -41,7 +41,7 @@ def grant(email: str, name: str, include_subdomains: bool, days: int | None) -> 
     policy = NamePolicy.parse(settings.name_policy_allow, settings.name_policy_deny)
     try:
         wanted = rules.subject(name, include_subdomains, policy)
-    except ApiError as exc:
+    except DomainError as exc:
         raise click.ClickException(exc.detail) from None
     session: Session
     with sessions() as session:

@@ -17,9 +17,9 @@ from certificate_api.pki.sealing import Keyring, parse_keyring
 from certificate_api.revocation.service import CrlCache, ResponderKeeper, ensure_crl_state
 from certificate_api.settings import CertificateSettings
 from core.issuance import IssuerContext
+from core.name_check import NameRules
 from core.orders import Limits
 from core.statements import Database
-from core.name_check import NameRules
 from schema import keyfiles
 from schema.db import make_engine, make_sessionmaker
 from schema.tokens import VerifiedTokens, load_verify_key, verify_access_token
@@ -53,6 +53,7 @@ class Runtime:
             public_base_url=settings.public_base_url,
             limits=Limits(settings.default_validity_days, settings.max_validity_days),
             idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+            names=self.names,
         )
 
     async def close(self) -> None:

@@ -14,15 +14,20 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import ARRAY, ColumnElement, String, Uuid, and_, any_, bindparam, func, select
 
-from certificate_api.database import Database
-from certificate_api.errors import Forbidden, Unauthorized
 from certificate_api.pki import names
+from core import queries
+from core.actors import Actor, actor_of
+from core.errors import FieldError, Forbidden
+from core.orders import IssueOrder, IssueRequest
 from core.policy import NamePolicy
-from schema.accounts import Account, Role
+from core.queries import AccountRow
+from core.statements import Database, Query
+from schema.accounts import Account
 from schema.base import utcnow
 from schema.domains import DomainAuthorization, DomainStatus
 from schema.settings import CommonSettings
@@ -98,9 +103,32 @@ def _valid_now() -> ColumnElement[bool]:
     )
 
 
-def _statements(dialect: str) -> tuple[Any, Any]:
+class CoveringRow(NamedTuple):
+    """The caller's account, and one valid authorization of it that may cover a requested
+    name (outer join: its columns are None when there is none)."""
+
+    role: str
+    deleted_at: datetime | None
+    token_generation: int
+    id: uuid.UUID | None
+    name: str | None
+    include_subdomains: bool | None
+
+    @property
+    def account(self) -> AccountRow:
+        """The caller's account."""
+        return AccountRow(self.role, self.deleted_at, self.token_generation)
+
+
+class HeldRow(NamedTuple):
+    """How many of the authorizations an issuance relies on are still there and valid."""
+
+    held: int
+
+
+def _statements(dialect: str) -> tuple[Query[CoveringRow], Query[HeldRow]]:
     covering = (
-        select(Account.role, Account.deleted_at, DA.id, DA.name, DA.include_subdomains)
+        select(*queries.ACCOUNT_STATE, DA.id, DA.name, DA.include_subdomains)
         .select_from(Account)
         .outerjoin(
             DA.__table__,
@@ -118,23 +146,24 @@ def _statements(dialect: str) -> tuple[Any, Any]:
         .with_for_update(read=True)
         .subquery()
     )
-    return covering, select(func.count()).select_from(still_valid)
+    held = select(func.count().label("held")).select_from(still_valid)
+    return Query(covering, CoveringRow), Query(held, HeldRow)
 
 
 @dataclass(frozen=True)
 class Held:
     """The authorizations an issuance relies on, to lock and re-check in its transaction."""
 
-    statement: Any
+    query: Query[HeldRow]
     ids: list[uuid.UUID]
 
     def params(self) -> dict[str, Any]:
         """The statement's parameters, valid as of now (the insert's time, not the check's)."""
         return {"ids": self.ids, "now": utcnow()}
 
-    def holds(self, row: Any) -> bool:
-        """Whether every one of them was still there and valid (`row`: the count)."""
-        return row is not None and row[0] == len(self.ids)
+    def holds(self, row: HeldRow | None) -> bool:
+        """Whether every one of them was still there and valid."""
+        return row is not None and row.held == len(self.ids)
 
     @staticmethod
     def gone() -> Forbidden:
@@ -156,35 +185,40 @@ class NameRules:
             )
 
     async def authorize(
-        self, db: Database, claims: TokenClaims, common_name: str, dns: list[str], ips: list[str]
-    ) -> tuple[bool, list[Grant]]:
-        """Whether the caller is an admin and the valid authorizations of theirs that may
-        cover the request's names: one round trip; 401 if the account is gone."""
-        wanted = requested_candidates(common_name, dns, ips) if self.required else []
-        rows = await db.all(
-            self.covering, account_id=claims.account_id, candidates=wanted, now=utcnow()
+        self, db: Database, caller: TokenClaims, request: IssueRequest
+    ) -> tuple[Actor, list[Grant]]:
+        """The caller, judged by its account row (`actor_of`), and the valid authorizations
+        of theirs that may cover the request's names: one round trip."""
+        wanted = (
+            requested_candidates(request.common_name, request.dns_names, request.ip_addresses)
+            if self.required
+            else []
         )
-        if not rows or rows[0].deleted_at is not None:
-            raise Unauthorized()
-        grants = [Grant(r.id, r.name, r.include_subdomains) for r in rows if r.id is not None]
-        return Role(rows[0].role) is Role.ADMIN, grants
+        rows = await db.all(
+            self.covering, account_id=caller.account_id, candidates=wanted, now=utcnow()
+        )
+        actor = actor_of(rows[0].account if rows else None, caller)
+        grants = [
+            Grant(r.id, r.name, bool(r.include_subdomains))
+            for r in rows
+            if r.id is not None and r.name is not None
+        ]
+        return actor, grants
 
-    def check(
-        self,
-        common_name: str,
-        dns_names: Sequence[str],
-        ip_addresses: Sequence[names.IpAddress],
-        grants: list[Grant],
-    ) -> Held | None:
-        """403 with one entry per refused name; otherwise what to re-check at the insert
+    def check(self, order: IssueOrder, grants: list[Grant]) -> Held | None:
+        """Forbidden, naming each refused name; otherwise what to re-check at the insert
         (None when nothing is: NAME_AUTHORIZATION=open). The names are a validated order's
         (the common name among them, as in the SANs)."""
-        errors: list[dict[str, Any]] = []
+        errors: list[FieldError] = []
         used: dict[uuid.UUID, None] = {}
-        for is_ip, name in _located(dns_names, ip_addresses):
+        for is_ip, name in _located(order.dns_names, order.ip_addresses):
             address = ipaddress.ip_address(name) if is_ip else None
             field = (
-                "common_name" if name == common_name else "ip_addresses" if is_ip else "dns_names"
+                "common_name"
+                if name == order.common_name
+                else "ip_addresses"
+                if is_ip
+                else "dns_names"
             )
             refusal = (
                 self.policy.refusal_ip(address)
@@ -198,10 +232,10 @@ class NameRules:
                 else:
                     used[grant.id] = None
             if refusal is not None:
-                errors.append({"loc": ["body", field, name], "msg": refusal})
+                errors.append(FieldError((field, name), refusal))
         if errors:
-            refused = ", ".join(str(err["loc"][2]) for err in errors)
-            raise Forbidden(f"not allowed to have a certificate for: {refused}", errors=errors)
+            refused = ", ".join(str(err.field[1]) for err in errors)
+            raise Forbidden(f"not allowed to have a certificate for: {refused}", errors)
         if not self.required:
             return None
         return Held(self.still_valid, list(used))

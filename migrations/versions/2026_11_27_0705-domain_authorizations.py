@@ -1,7 +1,7 @@
 """domain authorizations: who may have which names
 
 Revision ID: n1_domains
-Revises: 0001
+Revises: c1_core
 Create Date: 2026-11-27 07:04:31.661399
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import schema.base
 
 revision: str = 'n1_domains'
-down_revision: str | None = '0001'
+down_revision: str | None = 'c1_core'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -196,46 +196,31 @@ def test_wildcard_under_a_public_suffix_is_refused_even_when_names_are_open(
 def test_authorization_deleted_while_signing_stops_the_insert(
     make_customer: Callable[..., Customer],
     names_app: TestClient,
+    issue_as: Callable[..., Any],
     grant: Callable[..., Any],
     engine: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The authorizations read before signing are re-checked, share-locked, in the insert's
     transaction: one deleted in between means 403 and nothing stored."""
-    import anyio
-
-    from certificate_api.certificates import issuance, service
-    from schema.tokens import TokenClaims
+    from core import issuance
 
     customer = make_customer()
     name = unique()
     granted = grant(customer, name)
-    runtime = names_app.app.state.runtime  # type: ignore[attr-defined]
-    claims = TokenClaims(uuid.UUID(customer.id), "t", 0.0)
+    sign = issuance._sign
 
-    async def scenario() -> Any:
-        _admin, grants = await runtime.names.authorize(runtime.db, claims, name, [], [])
-        order = issuance.prepare(name, [], [], None, None, None, True, 90, 199)
-        held = runtime.names.check(order.common_name, order.dns_names, order.ip_addresses, grants)
-        issued = issuance.sign(order, runtime.ca, "http://x")
+    async def sign_then_delete(*args: Any) -> Any:
+        issued = await sign(*args)  # the name check has passed: now the grant goes
         with engine.begin() as conn:
             conn.execute(delete(DomainAuthorization).where(DomainAuthorization.id == granted))
-        from datetime import timedelta
+        return issued
 
-        return await service.store_issued(
-            runtime.db,
-            runtime.keyring,
-            claims.account_id,
-            order,
-            issued,
-            None,
-            "",
-            timedelta(hours=1),
-            held,
-        )
-
-    with pytest.raises(Exception) as caught:
-        anyio.run(scenario)
-    assert getattr(caught.value, "status", None) == 403
+    monkeypatch.setattr(issuance, "_sign", sign_then_delete)
+    response = issue_as(customer, name)
+    assert response.status_code == 403, response.text
+    assert "deleted or expired" in response.json()["detail"]
+    monkeypatch.undo()
     listed = names_app.get("/api/certificates", headers=customer.auth).json()
     assert listed["items"] == []
 
