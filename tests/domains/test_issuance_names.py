@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, select, update
 
+from schema.certificates import Certificate
 from schema.domains import DomainAuthorization
 from tests.conftest import Customer
 from tests.domains.conftest import Domains, names_settings
@@ -223,6 +224,42 @@ def test_authorization_deleted_while_signing_stops_the_insert(
     monkeypatch.undo()
     listed = names_app.get("/api/certificates", headers=customer.auth).json()
     assert listed["items"] == []
+
+
+def test_issuance_judges_the_account_row_even_for_a_name_it_holds(
+    make_customer: Callable[..., Customer],
+    issue_as: Callable[..., Any],
+    grant: Callable[..., Any],
+    engine: Any,
+) -> None:
+    """The read that brings the covering authorizations judges the account as every route
+    does: a token older than the account's last sign-out, or a deleted account, is 401
+    whatever names it holds, and nothing is stored."""
+    from schema.accounts import Account
+
+    retired, deleted = make_customer(), make_customer()
+    held = {retired.id: unique(), deleted.id: unique()}
+    for customer in (retired, deleted):
+        grant(customer, held[customer.id])
+        assert issue_as(customer, held[customer.id]).status_code == 201
+    changes = {
+        retired.id: {"token_generation": Account.token_generation + 1},
+        deleted.id: {"deleted_at": datetime.now(UTC)},
+    }
+    with engine.begin() as conn:
+        for account_id, values in changes.items():
+            conn.execute(update(Account).where(Account.id == uuid.UUID(account_id)).values(values))
+    for customer in (retired, deleted):
+        response = issue_as(customer, held[customer.id])
+        assert response.status_code == 401, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(func.count())
+            .select_from(Certificate)
+            .where(Certificate.account_id.in_([uuid.UUID(retired.id), uuid.UUID(deleted.id)]))
+        ).scalar_one()
+    assert stored == 2  # the two first certificates only
 
 
 def test_names_are_matched_in_their_normalized_form(
