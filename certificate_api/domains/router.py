@@ -21,7 +21,7 @@ ERRORS_CREATE = problems(401, 403, 413, 415, 422)
 ERRORS_VALIDATE = problems(401, 404, 409, 422)
 
 
-def shape(row: Any, http_port: int) -> dict[str, Any]:
+def shape(row: domains.AuthorizationRow, http_port: int) -> dict[str, Any]:
     """The contract's domain authorization object."""
     status = shown_status(row.status, row.expires_at, utcnow())
     key_auth = validation.key_authorization(
@@ -55,7 +55,9 @@ def shape(row: Any, http_port: int) -> dict[str, Any]:
     }
 
 
-def _challenge_status(row: Any, kind: ChallengeType, status: DomainStatus) -> str:
+def _challenge_status(
+    row: domains.AuthorizationRow, kind: ChallengeType, status: DomainStatus
+) -> str:
     if row.validation_type != kind.value:
         return "pending"
     if status is DomainStatus.PENDING:
