@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from account_api.settings import AccountSettings
-from bench import report, scenarios
+from bench import names, report, scenarios
 from bench.ceilings import crypto_ceilings
 from bench.cfssl import run_cfssl
 from bench.load import run_wrk, settle, wrk_available
@@ -70,6 +70,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-overload", action="store_true", help="skip the c256 runs")
     parser.add_argument(
         "--no-pgbouncer", action="store_true", help="skip the rows through PgBouncer"
+    )
+    parser.add_argument(
+        "--no-names", action="store_true", help="skip issuance with vs without name checks"
     )
     parser.add_argument(
         "--profile",
@@ -299,6 +302,10 @@ def run_all(
             row.result = outcome
         run.cfssl.append(row)
         print(f"  cfssl: {outcome if isinstance(outcome, str) else f'{outcome.rps:,.0f} req/s'}")
+
+    if not args.no_names and wanted("issue ec-p256 (names *)"):
+        print("name checks side by side", file=sys.stderr)
+        run.names = names.compare(ctx, opts, measure, scenarios.by_name("issue ec-p256"))
 
     if copies is not None:
         run.scale, run.plans = compare_at_scale(ctx, copies, args, opts)

@@ -89,6 +89,7 @@ class Run:
     rows: list[Row] = field(default_factory=list)
     overload: list[Row] = field(default_factory=list)
     cfssl: list[Row] = field(default_factory=list)
+    names: list[Row] = field(default_factory=list)  # issuance with and without name checks
     scale: list[ScalePoint] = field(default_factory=list)
     plans: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -322,6 +323,15 @@ def markdown(run: Run) -> str:
         parts += ["", "Overload:", "", overload_table(run.overload)]
     if run.cfssl:
         parts += ["", "Side by side with cfssl:", "", scenario_table(run, run.cfssl)]
+    if run.names:
+        from bench import names
+
+        parts += [
+            "",
+            "Name checks side by side (NAME_AUTHORIZATION required vs open, alternating runs):",
+            "",
+            names.table(run.names),
+        ]
     if run.scale:
         parts += ["", "Scale:", "", scale_table(run)]
     if run.plans:

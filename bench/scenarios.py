@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
-from bench import seed
+from bench import names, seed
 from bench.ceilings import make_csr
 from bench.load import Request
 from bench.services import Services
@@ -102,6 +102,7 @@ def prepare(services: Services, database_url: str) -> Context:
             for role in ("reader", "holder", "issuer", "login1", "login2", "login3")
         ]
         reader, holder, issuer = people[:3]
+        names.grant_bench_names(database_url, issuer.id)  # what it issues is under bench.example
         ctx = Context(services, database_url, reader, holder, issuer, people, tag=tag)
         issued = []
         for n in range(TEMPLATE_CERTIFICATES):

@@ -97,6 +97,7 @@ class Services:
     account_port: int = field(default_factory=free_port)
     certificate_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)  # settings of this instance only
 
     @property
     def database_name(self) -> str:
@@ -119,6 +120,7 @@ class Services:
             "CERTIFICATE_API_PORT": str(self.certificate_port),
             "PUBLIC_BASE_URL": self.certificate_url,
             "ACCOUNT_API_URL": self.account_url,
+            **self.extra_env,
         }
 
     def commands(self) -> dict[str, list[str]]:

@@ -19,7 +19,8 @@ def _context() -> tuple[object, object]:
 
 @click.command()
 def worker() -> None:
-    """Deliver webhook events until SIGTERM or Ctrl-C (several may run on PostgreSQL)."""
+    """Deliver webhook events and check domain validations until SIGTERM or Ctrl-C
+    (several may run on PostgreSQL)."""
     from prometheus_client import start_http_server
 
     from schema import keyfiles
@@ -27,6 +28,7 @@ def worker() -> None:
     from schema.logs import configure_logging
     from worker.delivery import Worker
     from worker.settings import WorkerSettings
+    from worker.validation_runner import ValidationRunner
 
     settings = WorkerSettings()
     configure_logging(settings.log_level)
@@ -34,11 +36,14 @@ def worker() -> None:
         settings.effective_database_url, pool_size=settings.webhook_concurrency + 2
     )
     runner = Worker(settings, make_sessionmaker(engine), keyfiles.webhook_secret(settings))
+    validations = ValidationRunner(settings, make_sessionmaker(engine))  # domain challenges
+    validations.start()
     if settings.webhook_metrics_port:
         start_http_server(settings.webhook_metrics_port, addr=settings.host)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
     runner.run()
+    validations.stop()
     engine.dispose()
 
 

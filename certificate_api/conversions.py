@@ -13,6 +13,7 @@ import enum
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     JSON,
     BigInteger,
     Boolean,
@@ -52,6 +53,16 @@ def _str_enum_labels(kind: TypeEngine[Any]) -> bool:
     return issubclass(kind.enum_class, enum.StrEnum) and kind.enums == [m.value for m in members]
 
 
+def _native_items(kind: ARRAY[Any]) -> bool:
+    """An array parameter whose items psycopg converts as SQLAlchemy would: psycopg sends a
+    list as a PostgreSQL array of its items (`= ANY(:names)`). Items needing a decorator's
+    conversion are not, since the layer would convert the list, not each item."""
+    try:
+        return column_support(kind.item_type, "bind") == "native"
+    except UnconvertedType:
+        return False
+
+
 def column_support(kind: TypeEngine[Any], side: str) -> str:
     """How this layer handles a type on one side (`bind` or `result`): "native", or
     "decorated" (a TypeDecorator whose `process_bind_param` this layer applies); any other
@@ -61,6 +72,8 @@ def column_support(kind: TypeEngine[Any], side: str) -> str:
     if isinstance(kind, DateTime) and type(kind) is DateTime and kind.timezone:
         return "native"
     if side == "result" and _str_enum_labels(kind):
+        return "native"
+    if isinstance(kind, ARRAY) and side == "bind" and _native_items(kind):
         return "native"
     if isinstance(kind, TypeDecorator) and column_support(kind.impl_instance, side) == "native":
         if side == "bind":

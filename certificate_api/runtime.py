@@ -17,6 +17,7 @@ from certificate_api.pki.sealing import Keyring, parse_keyring
 from certificate_api.revocation.service import CrlCache, ResponderKeeper, ensure_crl_state
 from certificate_api.settings import CertificateSettings
 from core.issuance import IssuerContext
+from core.name_check import NameRules
 from core.orders import Limits
 from core.statements import Database
 from schema import keyfiles
@@ -38,6 +39,7 @@ class Runtime:
     responder: ResponderKeeper
     key_pool: KeyPool
     db: Database  # async, for the hot routes; opened by the app's lifespan
+    names: NameRules  # who may have which names, checked at issuance
 
     @property
     def issuer(self) -> IssuerContext:
@@ -51,6 +53,7 @@ class Runtime:
             public_base_url=settings.public_base_url,
             limits=Limits(settings.default_validity_days, settings.max_validity_days),
             idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+            names=self.names,
         )
 
     async def close(self) -> None:
@@ -103,6 +106,7 @@ async def build_runtime(settings: CertificateSettings) -> Runtime:
     if settings.key_pool_fill_on_start:
         key_pool.fill()
     return Runtime(
+        names=NameRules(settings, engine.dialect.name),
         db=await open_database(engine, settings.db_pool_size, settings.db_pool_timeout),
         settings=settings,
         engine=engine,

@@ -1,1 +1,2 @@
-"""The domain both services share: issuance, revocation, holds, and the rules behind them."""
+"""The domain both services share: issuance, revocation, holds, name policy and domain
+authorizations, and the rules behind them."""

@@ -9,7 +9,7 @@ import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, bindparam, not_, select, tuple_
 
@@ -81,9 +81,18 @@ def status_filter(status: Status) -> Any:
     }[status]
 
 
-def encode_cursor(cert: CertificateRow) -> str:
-    """An opaque cursor after this certificate."""
-    raw = f"{cert.created_at.astimezone(UTC).isoformat()}|{cert.id}".encode()
+class Keyed(Protocol):
+    """A row of a list paged by keyset on (created_at, id)."""
+
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+def encode_cursor(row: Keyed) -> str:
+    """An opaque cursor after this row (a certificate, a domain authorization)."""
+    raw = f"{row.created_at.astimezone(UTC).isoformat()}|{row.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -97,7 +106,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
             raise ValueError("naive")
         return moment, uuid.UUID(ident)
     except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise Invalid.field(["cursor"], "not a cursor from this API") from None
+        raise Invalid.field(("cursor",), "not a cursor from this API") from None
 
 
 @functools.cache

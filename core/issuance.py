@@ -1,8 +1,10 @@
 """Issuance: one call, whoever asks (REST today; ACME, renewal and the CLI later).
 
-`issue_certificate` authorizes the account, answers a repeated Idempotency-Key with the
-first result, checks the request, signs, and stores the certificate, its sealed key, its
-history row, its event and the Idempotency-Key in one transaction.
+`issue_certificate` authorizes the account (reading, in the same round trip, the domain
+authorizations that may cover the request's names), answers a repeated Idempotency-Key
+with the first result, checks the request and who may have its names, signs, and stores
+the certificate, its sealed key, its history row, its event and the Idempotency-Key in
+one transaction.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from certificate_api.authority.service import IssuingCa
 from certificate_api.pki.keypool import KeyPool
 from certificate_api.pki.sealing import Keyring, seal
 from core import queries
-from core.actors import Actor, authorize
+from core.actors import Actor
 from core.errors import Unauthorized
 from core.idempotency import Idempotency, remember, replay
 from core.keys import refuse_blocked
+from core.name_check import Held, NameRules
 from core.orders import Issued, IssueOrder, IssueRequest, Limits, makes_slow_key, prepare, sign
 from core.private_keys import private_key_pem
 from core.queries import CertificateRow
@@ -38,7 +41,8 @@ ISSUE = "issue"  # the operation an Idempotency-Key is remembered under
 @dataclass(frozen=True)
 class IssuerContext:
     """What issuing needs from the running service: its database, the issuing CA, the
-    master keys that seal stored private keys, the key pool, and the operator's settings."""
+    master keys that seal stored private keys, the key pool, the operator's settings, and
+    the rules of who may have which names."""
 
     db: Database
     ca: IssuingCa
@@ -47,6 +51,17 @@ class IssuerContext:
     public_base_url: str
     limits: Limits
     idempotency_ttl: timedelta
+    names: NameRules
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """An order that passed every check before signing: who asked, and the domain
+    authorizations to re-check when storing (None: nothing to re-check)."""
+
+    actor: Actor
+    order: IssueOrder
+    held: Held | None
 
 
 @dataclass(frozen=True)
@@ -68,9 +83,10 @@ async def issue_certificate(
     """Issue a certificate for the caller's account, or replay the first answer to a
     repeated Idempotency-Key."""
     db = issuer.db
-    # Checked before anything else (a deleted account is refused whatever it asks);
-    # storing checks again under a lock, for an account deleted while this request signs.
-    actor = await authorize(db, caller)
+    # Checked before anything else (a deleted account or an old token is refused whatever
+    # it asks); storing checks again under a lock, for an account deleted while this
+    # request signs. The same round trip reads the authorizations that may cover the names.
+    actor, grants = await issuer.names.authorize(db, caller, request)
     request_fields = dataclasses.asdict(request)
     idem = Idempotency.of(idempotency_key, request_fields, issuer.idempotency_ttl)
     first = await replay(db, actor.id, ISSUE, idem)
@@ -79,10 +95,11 @@ async def issue_certificate(
     order = prepare(request, issuer.limits)
     # Checks that read the database for this account and order (which names it may have,
     # how fast it may issue) belong here: after the order is known, before anything is signed.
+    held = issuer.names.check(order, grants)
     if order.csr_public_key is not None:
         await refuse_blocked(db, order.csr_public_key)  # a fresh key cannot be blocked
     issued = await _sign(issuer, order)
-    return await _store(issuer, actor, order, issued, idem)
+    return await _store(issuer, _Checked(actor, order, held), issued, idem)
 
 
 async def _sign(issuer: IssuerContext, order: IssueOrder) -> Issued:
@@ -122,17 +139,20 @@ def _row(account_id: uuid.UUID, order: IssueOrder, issued: Issued) -> Certificat
 
 
 async def _store(
-    issuer: IssuerContext, actor: Actor, order: IssueOrder, issued: Issued, idem: Idempotency
+    issuer: IssuerContext, checked: _Checked, issued: Issued, idem: Idempotency
 ) -> IssueResult:
     """Store a signed certificate with its sealed key, history, event and idempotency record,
     in one transaction. A concurrent request with the same Idempotency-Key that committed
     first wins, and its certificate is the answer instead. Refused if the account was
-    deleted meanwhile."""
+    deleted meanwhile, or a domain authorization it relies on was deleted or expired."""
+    actor, order, held = checked.actor, checked.order, checked.held
     cert = _row(actor.id, order, issued)
     try:
         async with issuer.db.transaction() as tx:
             # Sent together, read once at the end: one round trip before the commit.
             account = await tx.start(queries.LOCK_ACCOUNT, account_id=actor.id)
+            # Share-locked: a DELETE of one waits for this commit, or this sees it gone.
+            names = await tx.start(held.query, **held.params()) if held is not None else None
             await _insert(tx, issuer.keyring, cert, issued)
             await remember(tx, actor.id, ISSUE, idem, (cert.id, 201))
             await record_change(tx, cert, Change.ISSUED, None, actor.id)
@@ -141,6 +161,8 @@ async def _store(
             locked = await account.one()
             if locked is None or locked.deleted_at is not None:
                 raise Unauthorized()  # rolls all of it back
+            if names is not None and held is not None and not held.holds(await names.one()):
+                raise held.gone()
     except IntegrityError:
         winner = await replay(issuer.db, actor.id, ISSUE, idem)
         if winner is None:

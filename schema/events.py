@@ -34,6 +34,8 @@ class EventType(enum.StrEnum):
     CERTIFICATE_ACTIVATED = "certificate.activated"
     CERTIFICATE_DEACTIVATED = "certificate.deactivated"
     CERTIFICATE_REVOKED = "certificate.revoked"
+    DOMAIN_VALIDATED = "domain.validated"
+    DOMAIN_INVALID = "domain.invalid"
     ACCOUNT_DELETED = "account.deleted"
 
 

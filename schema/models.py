@@ -12,6 +12,7 @@ from schema.certificates import (
     IdempotencyKey,
     Status,
 )
+from schema.domains import ChallengeType, DomainAuthorization, DomainStatus
 from schema.events import Event, EventState, EventType, WebhookEndpoint
 
 __all__ = [
@@ -22,7 +23,10 @@ __all__ = [
     "CertificateAuthority",
     "CertificateHistory",
     "CertificateKey",
+    "ChallengeType",
     "CrlState",
+    "DomainAuthorization",
+    "DomainStatus",
     "Event",
     "EventState",
     "EventType",

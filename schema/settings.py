@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -65,6 +65,19 @@ class CommonSettings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_secret_file: Path | None = None
+
+    # Who may have which names: core/policy.py, core/domains.py, worker/validation.py.
+    name_authorization: Literal["required", "open"] = "required"
+    name_policy_allow: str = Field(default="", description="DNS suffixes and IP networks")
+    name_policy_deny: str = Field(default="", description="DNS suffixes and IP networks")
+    domain_authorization_days: int = Field(default=30, ge=1, le=3650)
+    validation_http_port: int = Field(default=80, ge=1, le=65535)
+    validation_tls_port: int = Field(default=443, ge=1, le=65535)
+    validation_dns_servers: str = Field(default="", description="host:port, comma-separated")
+    # Unset: loopback, link-local and the cloud metadata addresses; empty: none.
+    validation_deny_networks: str | None = None
+    caa_identities: str = Field(default="", description="issuer domains, comma-separated")
+    validation_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("public_base_url", "account_api_url")
     @classmethod

@@ -189,11 +189,13 @@ def make_admin(make_customer: Callable[..., Customer], account_app: Any) -> Call
 def certificate_settings(database_url: str, var_dir: Path, **overrides: Any) -> Any:
     from certificate_api.settings import CertificateSettings
 
-    # Key pools fill on first use, not at every test app's start.
+    # Key pools fill on first use, not at every test app's start. Names are not the point
+    # of most tests: they run with NAME_AUTHORIZATION=open; tests/domains/ runs `required`.
     values: dict[str, Any] = {
         "database_url": database_url,
         "var_dir": var_dir,
         "key_pool_fill_on_start": False,
+        "name_authorization": "open",
     }
     values.update(overrides)
     return CertificateSettings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -288,6 +290,7 @@ def live(
         "KEY_POOL_FILL_ON_START": "false",
         # A reverse proxy on this loopback address: tests connect from it to play one.
         "TRUSTED_PROXIES": TEST_PROXY,
+        "NAME_AUTHORIZATION": "open",
         **{key.upper(): str(value) for key, value in FAST_ARGON2.items()},
     }
     settings = CommonSettings(

@@ -42,6 +42,9 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+GRANT = [sys.executable, "-m", "ca_admin.cli", "domains", "grant"]
+
+
 def test_ctrl_c_stops_every_process_it_started(databases: Any, tmp_path: Path) -> None:
     account_port, certificate_port = free_port(), free_port()
     env = {
@@ -77,6 +80,15 @@ def test_ctrl_c_stops_every_process_it_started(databases: Any, tmp_path: Path) -
         token = httpx.post(
             f"{accounts}/api/auth/token", json={"email": email, "password": password}
         ).json()["access_token"]
+        # The README's operator step: with the default NAME_AUTHORIZATION=required, names
+        # are granted before issuance.
+        granted = subprocess.run(
+            [*GRANT, email, "example.com", "--include-subdomains"],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        assert granted.returncode == 0, granted.stderr
         issued = httpx.post(  # an RSA issuance sets the key pool refilling
             f"{certs}/api/certificates",
             json={"common_name": "run.example.com", "key_type": "rsa-2048"},

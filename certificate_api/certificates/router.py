@@ -92,7 +92,7 @@ def reply(payload: dict[str, Any], status_code: int = 200, **headers: str) -> Re
     response_model=CertificateCreated,
     response_model_exclude_none=False,
     summary="Issue a certificate",
-    responses=problems(400, 401, 413, 415, 422, 503),
+    responses=problems(400, 401, 403, 413, 415, 422, 503),
 )
 async def issue_certificate(
     body: CertificateCreate,
@@ -101,7 +101,9 @@ async def issue_certificate(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Issue for the calling account. Without `csr` the service makes the key pair and this
-    reply (only this one) carries `private_key_pem`; with `csr` the key stays with you."""
+    reply (only this one) carries `private_key_pem`; with `csr` the key stays with you.
+    Every name must be allowed by the CA's policy and covered by a valid domain
+    authorization of yours (`/api/domains`); 403 lists each one that is not."""
     request = IssueRequest(**body.model_dump())
     result = await issue(runtime.issuer, caller, request, idempotency_key)
     cert = result.certificate

@@ -28,6 +28,7 @@ def test_requests_beyond_the_limit_get_503_with_retry_after(
         "VAR_DIR": str(var_dir),
         "MAX_IN_FLIGHT": "4",
         "KEY_POOL_FILL_ON_START": "false",
+        "NAME_AUTHORIZATION": "open",
         "KEY_POOL_SIZES": "{}",
         **metrics_env(tmp_path, "certificate-api"),
     }

@@ -75,3 +75,31 @@ def test_core_work_on_a_session_that_would_wait_on_something_else_is_refused() -
 
     with pytest.raises(RuntimeError, match="not the session"):
         sessions.run(waits())
+
+
+def test_an_array_parameter_of_native_items_is_passed_as_is_and_others_are_refused() -> None:
+    from sqlalchemy import ARRAY, Uuid, any_
+
+    from schema.base import UtcDateTime
+
+    ids = select(Certificate.id).where(
+        Certificate.id == any_(bindparam("ids", type_=ARRAY(Uuid())))
+    )
+    prepared = COMPILER.prepared(ids)
+    given = [uuid.uuid4(), uuid.uuid4()]
+    assert prepared.params({"ids": given}) == {"ids": given}
+    for item in (Numeric(), UtcDateTime()):  # a conversion per item would be skipped
+        wrong = select(Certificate.id).where(
+            Certificate.not_after == any_(bindparam("at", type_=ARRAY(item)))
+        )
+        with pytest.raises(UnconvertedType, match="ARRAY"):
+            COMPILER.prepared(wrong)
+
+
+def test_the_name_check_statements_compile_for_the_async_layer() -> None:
+    from core.name_check import NameRules
+    from schema.settings import CommonSettings
+
+    rules = NameRules(CommonSettings(name_authorization="required"), "postgresql")
+    for query in (rules.covering, rules.still_valid):
+        COMPILER.prepared(query.statement)

@@ -1,0 +1,1 @@
+"""Domain authorizations over HTTP."""

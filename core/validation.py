@@ -1,0 +1,59 @@
+"""What a challenge expects (RFC 8555 section 8): pure values, shared by the REST domain
+authorizations and ACME. The checks that go out to the network are in worker/validation.py."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import uuid
+
+HTTP01_PATH = "/.well-known/acme-challenge/"
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding (RFC 8555 section 6.1)."""
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def new_token() -> str:
+    """A challenge token: 128 bits of entropy at least (RFC 8555 section 8.1), base64url."""
+    return b64url(secrets.token_bytes(32))
+
+
+def account_thumbprint(account_id: uuid.UUID) -> str:
+    """What stands for the account key's JWK thumbprint for an API account (which has no
+    key): a value bound to the account, so a key authorization names whose proof it is."""
+    return b64url(hashlib.sha256(f"tessera-account:{account_id}".encode()).digest())
+
+
+def key_authorization(token: str, thumbprint: str) -> str:
+    """`token || '.' || thumbprint` (RFC 8555 section 8.1); ACME passes the JWK thumbprint."""
+    return f"{token}.{thumbprint}"
+
+
+def dns01_record_name(name: str) -> str:
+    """Where the dns-01 TXT record goes (RFC 8555 section 8.4)."""
+    return f"_acme-challenge.{name.removeprefix('*.')}"
+
+
+def dns01_record_value(key_auth: str) -> str:
+    """The dns-01 TXT value: base64url(SHA-256(key authorization))."""
+    return b64url(hashlib.sha256(key_auth.encode()).digest())
+
+
+def http01_url(name: str, port: int, token: str) -> str:
+    """Where the http-01 key authorization is fetched (an IPv6 literal in brackets)."""
+    host = f"[{name}]" if ":" in name else name
+    suffix = "" if port == 80 else f":{port}"
+    return f"http://{host}{suffix}{HTTP01_PATH}{token}"
+
+
+def http01_body_matches(body: bytes, key_auth: str) -> bool:
+    """Whether a fetched body is the key authorization; trailing white space is allowed
+    (RFC 8555 section 8.3: a server answering with a newline is common)."""
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    return secrets.compare_digest(text.rstrip(" \t\r\n"), key_auth)

@@ -1,0 +1,286 @@
+"""Challenge checks that go out to the network (http-01, dns-01, CAA), and the runner that
+settles the validations customers asked for.
+
+The checks are reusable by ACME: `Checker.http01(name, token, key_authorization)`,
+`Checker.dns01(name, record_value)` and `Checker.caa(name, wildcard)` each raise
+`ValidationFailed` with a reason a customer can act on. They never connect to an address in
+`VALIDATION_DENY_NETWORKS`: names are resolved here (through `VALIDATION_DNS_SERVERS`), the
+connection goes to the address checked, with the name in the Host header, and every redirect
+hop is judged the same way, so neither DNS rebinding nor a redirect reaches a denied address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.resolver
+import httpx
+
+from core import validation
+from core.policy import Address, Network, in_networks, parse_networks, unmapped
+from schema.settings import CommonSettings
+
+MAX_REDIRECTS = 10
+MAX_BODY_BYTES = 64 * 1024
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Loopback, "this network", link-local (169.254.169.254 is the usual cloud metadata address;
+# fd00:ec2::254 is AWS's IPv6 one, 100.100.100.200 Alibaba's) and the unspecified address.
+DEFAULT_DENY_NETWORKS = (
+    "127.0.0.0/8, ::1/128, 0.0.0.0/8, ::/128, 169.254.0.0/16, fe80::/10, "
+    "fd00:ec2::254/128, 100.100.100.200/32"
+)
+
+
+class ValidationFailed(Exception):
+    """A check did not pass; the message is the authorization's `error`."""
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """What the checks need from settings."""
+
+    http_port: int
+    tls_port: int
+    dns_servers: tuple[tuple[str, int], ...]
+    deny: tuple[Network, ...]
+    caa_identities: tuple[str, ...]
+    timeout: float
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> ValidationConfig:
+        """Parse the VALIDATION_* and CAA_IDENTITIES settings; ValueError on a bad entry."""
+        deny = settings.validation_deny_networks
+        return cls(
+            http_port=settings.validation_http_port,
+            tls_port=settings.validation_tls_port,
+            dns_servers=tuple(
+                _server(s) for s in settings.validation_dns_servers.split(",") if s.strip()
+            ),
+            deny=parse_networks(DEFAULT_DENY_NETWORKS if deny is None else deny),
+            caa_identities=tuple(
+                i.strip().lower().rstrip(".")
+                for i in settings.caa_identities.split(",")
+                if i.strip()
+            ),
+            timeout=settings.validation_timeout_seconds,
+        )
+
+
+def _server(text: str) -> tuple[str, int]:
+    """`host:port` (`[v6]:port`; the port defaults to 53) of a DNS server given by address."""
+    text = text.strip()
+    host, port = text, 53
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = int(rest.removeprefix(":") or 53)
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        port = int(port_text)
+    ipaddress.ip_address(host)  # ValueError for a name: a resolver is given by address
+    return host, port
+
+
+class Checker:
+    """The network checks, with their limits (redirects, size, deny networks)."""
+
+    def __init__(self, config: ValidationConfig) -> None:
+        self.config = config
+        if config.dns_servers:
+            self.resolver = dns.asyncresolver.Resolver(configure=False)
+            self.resolver.nameservers = [
+                dns.nameserver.Do53Nameserver(host, port) for host, port in config.dns_servers
+            ]
+        else:
+            self.resolver = dns.asyncresolver.Resolver()
+        self.resolver.lifetime = config.timeout
+        # Certificates are not verified on an https hop (RFC 8555 section 8.3: the proof
+        # is the body), and redirects are followed here, one checked hop at a time.
+        self.client = httpx.AsyncClient(
+            follow_redirects=False,
+            verify=False,  # noqa: S501
+            timeout=config.timeout,
+            trust_env=False,
+            # identity: a compressed body could expand far past the 64 KiB read limit
+            headers={"user-agent": "tessera-validation/1", "accept-encoding": "identity"},
+        )
+
+    async def close(self) -> None:
+        """Release the HTTP client."""
+        await self.client.aclose()
+
+    async def addresses(self, host: str) -> list[Address]:
+        """The IPv4 and IPv6 addresses of a name, or the address a literal is."""
+        try:
+            return [ipaddress.ip_address(host)]
+        except ValueError:
+            pass
+        found: list[Address] = []
+        for rdtype in ("A", "AAAA"):
+            try:
+                answer = await self.resolver.resolve(host, rdtype)
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                continue
+            except dns.exception.DNSException as exc:
+                raise ValidationFailed(f"DNS lookup of {host} failed: {_dns_error(exc)}") from None
+            found += [ipaddress.ip_address(r.address) for r in answer]
+        if not found:
+            raise ValidationFailed(f"{host} has no A or AAAA record")
+        return found
+
+    def allowed(self, host: str, found: list[Address]) -> list[Address]:
+        """The addresses the validator may connect to; fails when there is none."""
+        usable = [unmapped(a) for a in found if not in_networks(a, self.config.deny)]
+        if not usable:
+            raise ValidationFailed(
+                f"{host} resolves to {found[0]}, an address the validator does not connect "
+                "to (VALIDATION_DENY_NETWORKS)"
+            )
+        return usable
+
+    async def http01(self, name: str, token: str, key_auth: str) -> None:
+        """Fetch the key authorization over HTTP (RFC 8555 section 8.3)."""
+        url = httpx.URL(validation.http01_url(name, self.config.http_port, token))
+        seen: set[str] = set()
+        for _hop in range(MAX_REDIRECTS + 1):
+            if str(url) in seen:
+                raise ValidationFailed(f"redirect loop at {url}")
+            seen.add(str(url))
+            location = await self._fetch(url, key_auth)
+            if location is None:
+                return
+            url = url.join(location)
+            port = url.port or (443 if url.scheme == "https" else 80)
+            if port not in (self.config.http_port, self.config.tls_port):
+                # As public CAs do: a redirect cannot aim the validator at any other service.
+                raise ValidationFailed(
+                    f"redirect to port {port}: only {self.config.http_port} (http) and "
+                    f"{self.config.tls_port} (https) are followed"
+                )
+        raise ValidationFailed(f"more than {MAX_REDIRECTS} redirects")
+
+    async def _fetch(self, url: httpx.URL, key_auth: str) -> str | None:
+        """One hop: the next Location for a redirect, None when the body is right."""
+        if url.scheme not in ("http", "https"):
+            raise ValidationFailed(f"redirect to {url.scheme}: only http and https are followed")
+        host = url.host
+        address = self.allowed(host, await self.addresses(host))[0]
+        target = url.copy_with(host=str(address))
+        extensions = {"sni_hostname": host} if url.scheme == "https" else {}
+        try:
+            async with self.client.stream(
+                "GET", target, headers={"host": url.netloc.decode()}, extensions=extensions
+            ) as response:
+                if response.status_code in REDIRECTS:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise ValidationFailed(f"{url} redirected without a Location")
+                    return str(location)
+                if response.status_code != 200:
+                    raise ValidationFailed(f"{url} answered HTTP {response.status_code}")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        raise ValidationFailed(f"{url} sent more than {MAX_BODY_BYTES} bytes")
+        except httpx.HTTPError as exc:
+            raise ValidationFailed(f"{url} ({address}): {_http_error(exc)}") from None
+        if not validation.http01_body_matches(bytes(body), key_auth):
+            raise ValidationFailed(f"{url} did not answer with the key authorization")
+        return None
+
+    async def dns01(self, name: str, record_value: str) -> None:
+        """Find the TXT record (RFC 8555 section 8.4)."""
+        record = validation.dns01_record_name(name)
+        try:
+            answer = await self.resolver.resolve(record, "TXT")
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            raise ValidationFailed(f"no TXT record at {record}") from None
+        except dns.exception.DNSException as exc:
+            raise ValidationFailed(f"DNS lookup of {record} failed: {_dns_error(exc)}") from None
+        values = [b"".join(r.strings).decode(errors="replace") for r in answer]
+        if record_value not in values:
+            raise ValidationFailed(
+                f"no TXT record at {record} holds the expected value ({len(values)} found)"
+            )
+
+    async def caa(self, name: str, wildcard: bool) -> None:
+        """RFC 8659: the closest CAA record set up the tree must name this CA, if one exists.
+        Nothing to check when CAA_IDENTITIES is empty."""
+        if not self.config.caa_identities:
+            return
+        labels = name.split(".")
+        for start in range(len(labels)):
+            domain = ".".join(labels[start:])
+            try:
+                answer = await self.resolver.resolve(domain, "CAA")
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                continue
+            except dns.exception.DNSException as exc:
+                raise ValidationFailed(
+                    f"CAA lookup of {domain} failed: {_dns_error(exc)}"
+                ) from None
+            self._judge_caa(domain, list(answer), wildcard)
+            return
+
+    def _judge_caa(self, domain: str, records: list[object], wildcard: bool) -> None:
+        by_tag: dict[str, list[str]] = {}
+        for record in records:
+            tag = record.tag.decode().lower()  # type: ignore[attr-defined]
+            if record.flags & 128 and tag not in ("issue", "issuewild", "iodef"):  # type: ignore[attr-defined]
+                raise ValidationFailed(f"CAA at {domain} has a critical unknown tag {tag!r}")
+            value = record.value.decode(errors="replace")  # type: ignore[attr-defined]
+            by_tag.setdefault(tag, []).append(value)
+        chosen = by_tag.get("issuewild") if wildcard else None
+        chosen = chosen if chosen is not None else by_tag.get("issue")
+        if chosen is None:
+            return  # only iodef (or other) records: no restriction on issuance
+        issuers = {value.split(";", 1)[0].strip().lower() for value in chosen}
+        if not issuers & set(self.config.caa_identities):
+            raise ValidationFailed(f"CAA records at {domain} do not authorize this CA")
+
+    async def check(
+        self, name: str, kind: str, token: str, key_auth: str, include_subdomains: bool
+    ) -> str | None:
+        """One challenge and CAA, within the time limit: None when passed, else why not."""
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                if kind == "http-01":
+                    await self.http01(name, token, key_auth)
+                else:
+                    await self.dns01(name, validation.dns01_record_value(key_auth))
+                if not _is_ip(name):
+                    await self.caa(name, include_subdomains)
+        except TimeoutError:
+            return f"no answer within {self.config.timeout:g} s"
+        except ValidationFailed as exc:
+            return str(exc)
+        return None
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _dns_error(exc: dns.exception.DNSException) -> str:
+    if isinstance(exc, dns.exception.Timeout | dns.resolver.LifetimeTimeout):
+        return "timed out"
+    if isinstance(exc, dns.resolver.NoNameservers):
+        return "no name server answered (SERVFAIL or refused)"
+    return type(exc).__name__
+
+
+def _http_error(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "could not connect"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return f"HTTP error ({type(exc).__name__})"
