@@ -149,6 +149,7 @@ def test_run_restarts_a_child_that_dies_and_the_rest_keeps_serving(
         "ACCOUNT_API_URL": f"http://127.0.0.1:{account_port}",
         "WEB_CONCURRENCY": "1",
         "KEY_POOL_FILL_ON_START": "false",
+        "NAME_AUTHORIZATION": "open",  # names are not the point here
         "WEBHOOK_URL": receiver.url,
         "WEBHOOK_POLL_SECONDS": "0.1",
         **{key.upper(): str(value) for key, value in FAST_ARGON2.items()},
