@@ -34,6 +34,7 @@ class EventType(enum.StrEnum):
     CERTIFICATE_ACTIVATED = "certificate.activated"
     CERTIFICATE_DEACTIVATED = "certificate.deactivated"
     CERTIFICATE_REVOKED = "certificate.revoked"
+    CERTIFICATE_EXPIRING = "certificate.expiring"
     ACCOUNT_DELETED = "account.deleted"
 
 

@@ -59,6 +59,7 @@ def shape(cert: CertificateFields, chain_pem: str) -> dict[str, Any]:
         "certificate_pem": cert.certificate_pem,  # type: ignore[attr-defined]
         "chain_pem": chain_pem,
         "has_private_key": cert.has_private_key,  # type: ignore[attr-defined]
+        "renewed_from": cert.renewed_from,  # type: ignore[attr-defined]
         "created_at": cert.created_at,  # type: ignore[attr-defined]
         "updated_at": cert.updated_at,  # type: ignore[attr-defined]
     }
@@ -145,7 +146,7 @@ async def issue_certificate(
     if key_pem is None and cert.has_private_key:
         # A replay: the same key as the first reply, unsealed from its row.
         key_pem = await service.private_key_pem(db, runtime.keyring, cert.id)
-    created = shape(cert, runtime.ca.chain_pem)
+    created = shape(cert, runtime.authorities.chain_pem(cert.issuer_id))
     created["private_key_pem"] = key_pem
     return reply(created, 201, Location=f"/api/certificates/{cert.id}")
 
@@ -186,10 +187,12 @@ async def get_certificate(
         return Response(status_code=304, headers=headers)
     if wants_pem:
         return Response(
-            cert.certificate_pem + runtime.ca.chain_pem, media_type=PEM_CHAIN, headers=headers
+            cert.certificate_pem + runtime.authorities.chain_pem(cert.issuer_id),
+            media_type=PEM_CHAIN,
+            headers=headers,
         )
     return Response(
-        to_json(shape(cert, runtime.ca.chain_pem)),
+        to_json(shape(cert, runtime.authorities.chain_pem(cert.issuer_id))),
         media_type="application/json",
         headers=headers,
     )
@@ -212,7 +215,7 @@ async def list_certificates(
     rows, next_cursor = await service.list_page(
         runtime.db, actor, account_id, active, Status(status) if status else None, cursor, limit
     )
-    items = [shape(c, runtime.ca.chain_pem) for c in rows]
+    items = [shape(c, runtime.authorities.chain_pem(c.issuer_id)) for c in rows]
     return reply({"items": items, "next_cursor": next_cursor})
 
 
@@ -232,7 +235,7 @@ async def update_certificate(
     cert, changed = await service.set_active(runtime.db, certificate_id, caller, body.is_active)
     if changed:
         wake_workers(runtime.engine)
-    return reply(shape(cert, runtime.ca.chain_pem))
+    return reply(shape(cert, runtime.authorities.chain_pem(cert.issuer_id)))
 
 
 @router.post(
@@ -260,7 +263,7 @@ async def revoke_certificate(
     )
     if changed:
         wake_workers(runtime.engine)
-    return reply(shape(cert, runtime.ca.chain_pem))
+    return reply(shape(cert, runtime.authorities.chain_pem(cert.issuer_id)))
 
 
 @router.get(

@@ -104,6 +104,7 @@ class CertificateOut(BaseModel):
     certificate_pem: str
     chain_pem: str = Field(description="issuing CA certificates, leaf excluded, nearest first")
     has_private_key: bool
+    renewed_from: uuid.UUID | None = Field(description="the certificate this one renews")
     created_at: Timestamp
     updated_at: Timestamp
 

@@ -88,6 +88,8 @@ async def store_issued(
         "certificate_pem": issued.certificate.public_bytes(serialization.Encoding.PEM).decode(),
         "created_at": now,
         "updated_at": now,
+        "renewed_from": None,
+        "expiry_notified_at": None,
     }
     cert = SimpleNamespace(**values, has_private_key=issued.private_key_pem is not None)
     try:
