@@ -68,7 +68,14 @@ class CrlCache:
 
 
 def ensure_crl_state(session: Session, issuer_id: uuid.UUID) -> None:
-    """Create the issuer's CRL state row and counter slots if missing."""
+    """Create the issuer's CRL state row and counter slots if missing, and commit."""
+    add_crl_state(session, issuer_id)
+    session.commit()
+
+
+def add_crl_state(session: Session, issuer_id: uuid.UUID) -> None:
+    """Create the issuer's CRL state row and counter slots if missing, in the session's
+    transaction: a new intermediate has them before its first leaf can be held."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     # Both dialects' insert constructs have on_conflict_do_nothing.
@@ -83,7 +90,6 @@ def ensure_crl_state(session: Session, issuer_id: uuid.UUID) -> None:
         .values(slots)
         .on_conflict_do_nothing(index_elements=["issuer_id", "slot"])
     )
-    session.commit()
 
 
 def revoked_entries(
