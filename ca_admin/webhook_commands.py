@@ -25,6 +25,7 @@ def worker() -> None:
     from schema import keyfiles
     from schema.db import make_engine, make_sessionmaker
     from schema.logs import configure_logging
+    from worker import expiry
     from worker.delivery import Worker
     from worker.settings import WorkerSettings
 
@@ -38,6 +39,7 @@ def worker() -> None:
         start_http_server(settings.webhook_metrics_port, addr=settings.host)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    expiry.start(make_sessionmaker(engine), runner.stopping)  # certificate.expiring
     runner.run()
     engine.dispose()
 

@@ -29,6 +29,9 @@ from tests.conftest import (
     wait_until_up,
 )
 
+# The webhook tests' fresh deployment and receiver, for the expiry-notice tests.
+from tests.webhooks.conftest import receiver, world  # noqa: F401
+
 PEM = serialization.Encoding.PEM
 
 

@@ -1,0 +1,113 @@
+"""`certificate.expiring`: one event per certificate still active `EXPIRY_NOTICE_DAYS`
+before its notAfter, however many workers run and however often they restart.
+
+The claim is in the database: a conditional UPDATE sets `expiry_notified_at` only where it
+is still NULL, and the events of the rows it changed are inserted in the same transaction.
+Two workers that pick the same certificate cannot both change it (the second one's UPDATE
+re-checks the condition after the first commits, and skips the row); a worker killed
+mid-pass rolls back both the marks and the events. Held or revoked certificates are not
+picked (`is_active AND revoked_at IS NULL`), so they get no notice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+
+from pydantic import Field
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from schema.base import rfc3339, utcnow
+from schema.certificates import EXPIRY_DUE, Certificate, certificate_event_data
+from schema.events import EventType, record_event
+from schema.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+class ExpirySettings(CommonSettings):
+    """When notices are recorded, and how often the worker looks."""
+
+    expiry_notice_days: float = Field(default=14, gt=0)
+    expiry_check_seconds: float = Field(default=60.0, gt=0)
+    expiry_batch_size: int = Field(default=500, ge=1)
+
+
+def record_expiry_notices(
+    session: Session, notice: timedelta, limit: int, now: datetime | None = None
+) -> int:
+    """Record `certificate.expiring` for up to `limit` due certificates, in one transaction;
+    returns how many. Due: active, not revoked, not yet notified, notAfter within `notice`
+    from now and still ahead."""
+    now = now or utcnow()
+    due = (
+        select(Certificate.id)
+        .where(
+            text(EXPIRY_DUE),  # the partial index's predicate, word for word
+            Certificate.not_after > now,
+            Certificate.not_after <= now + notice,
+        )
+        .order_by(Certificate.not_after)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # PostgreSQL: concurrent workers take other rows
+    )
+    marked = session.execute(
+        update(Certificate)
+        .where(
+            Certificate.id.in_(due.scalar_subquery()),
+            Certificate.expiry_notified_at.is_(None),
+            Certificate.is_active.is_(True),
+            Certificate.revoked_at.is_(None),
+        )
+        .values(expiry_notified_at=now)
+        .returning(
+            Certificate.id,
+            Certificate.account_id,
+            Certificate.serial_number,
+            Certificate.is_active,
+            Certificate.revoked_at,
+            Certificate.revocation_reason,
+            Certificate.not_after,
+        )
+        .execution_options(synchronize_session=False)
+    ).all()
+    for row in marked:
+        data = certificate_event_data(row, now) | {"not_after": rfc3339(row.not_after)}
+        record_event(session, EventType.CERTIFICATE_EXPIRING, row.id, data)
+    session.commit()
+    return len(marked)
+
+
+def notify_until_stopped(
+    settings: ExpirySettings, sessions: sessionmaker[Session], stopping: threading.Event
+) -> None:
+    """Record due notices every `expiry_check_seconds` until `stopping` is set."""
+    notice = timedelta(days=settings.expiry_notice_days)
+    while not stopping.is_set():
+        try:
+            with sessions() as session:
+                while (
+                    record_expiry_notices(session, notice, settings.expiry_batch_size)
+                    >= settings.expiry_batch_size
+                ):
+                    pass  # a full batch: more may be due
+        except Exception:  # a database outage must not end the loop; the next pass retries
+            log.warning("could not record expiry notices", exc_info=True)
+        stopping.wait(settings.expiry_check_seconds)
+
+
+def start(sessions: sessionmaker[Session], stopping: threading.Event) -> threading.Thread:
+    """Run `notify_until_stopped` beside the delivery worker, in a daemon thread."""
+    thread = threading.Thread(
+        target=notify_until_stopped,
+        args=(ExpirySettings(), sessions, stopping),
+        name="expiry-notices",
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
+__all__ = ["ExpirySettings", "record_expiry_notices", "start"]
