@@ -12,6 +12,7 @@ import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
+from pydantic import AwareDatetime
 
 from certificate_api.certificates import idempotency, issuance, service
 from certificate_api.certificates.schemas import (
@@ -209,11 +210,21 @@ async def list_certificates(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     account_id: Annotated[uuid.UUID | None, Query(description="admins: one account")] = None,
+    expires_before: Annotated[
+        AwareDatetime | None, Query(description="only those whose notAfter is earlier (RFC 3339)")
+    ] = None,
 ) -> Response:
     """Your certificates (admins: anyone's), newest first, a page at a time."""
     actor = await service.authorize(runtime.db, caller)
     rows, next_cursor = await service.list_page(
-        runtime.db, actor, account_id, active, Status(status) if status else None, cursor, limit
+        runtime.db,
+        actor,
+        account_id,
+        active,
+        Status(status) if status else None,
+        cursor,
+        limit,
+        expires_before.astimezone(UTC) if expires_before else None,
     )
     items = [shape(c, runtime.authorities.chain_pem(c.issuer_id)) for c in rows]
     return reply({"items": items, "next_cursor": next_cursor})

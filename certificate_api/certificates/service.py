@@ -205,7 +205,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 @functools.cache
 def list_statement(
-    by_owner: bool, active: bool | None, status: Status | None, after: bool
+    by_owner: bool, active: bool | None, status: Status | None, after: bool, expiring: bool = False
 ) -> Select[Any]:
     """Newest first, by keyset on (created_at, id), so pages stay stable under inserts.
 
@@ -221,6 +221,8 @@ def list_statement(
         query = query.where(not_(status_filter(Status.ACTIVE)))
     if status is not None:
         query = query.where(status_filter(status))
+    if expiring:  # `expires_before=`: read through ix_certificates_not_after
+        query = query.where(Certificate.not_after < bindparam("expires_before"))
     if after:
         created = bindparam("after_created", type_=Certificate.created_at.type)
         ident = bindparam("after_id", type_=Certificate.id.type)
@@ -238,6 +240,7 @@ async def list_page(
     status: Status | None,
     cursor: str | None,
     limit: int,
+    expires_before: datetime | None = None,
 ) -> tuple[list[Any], str | None]:
     """One page and the cursor of the next (None at the end)."""
     if not actor.is_admin and account_id not in (None, actor.id):
@@ -248,7 +251,11 @@ async def list_page(
         params["owner"] = owner
     if cursor is not None:
         params["after_created"], params["after_id"] = decode_cursor(cursor)
-    statement = list_statement(owner is not None, active, status, cursor is not None)
+    if expires_before is not None:
+        params["expires_before"] = expires_before
+    statement = list_statement(
+        owner is not None, active, status, cursor is not None, expires_before is not None
+    )
     rows = await db.all(statement, **params)
     if len(rows) > limit:
         return rows[:limit], encode_cursor(rows[limit - 1])

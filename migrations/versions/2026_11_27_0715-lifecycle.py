@@ -47,14 +47,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('expiry_notified_at', schema.base.UtcDateTime(timezone=True), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_certificates_renewed_from_certificates'), 'certificates', ['renewed_from'], ['id'])
         batch_op.create_index('ix_certificates_not_after', ['not_after'], unique=False)
-        batch_op.create_index('ix_certificates_account_id_not_after', ['account_id', 'not_after'], unique=False)
         batch_op.create_index('ix_certificates_expiry_due_not_after', ['not_after'], unique=False, postgresql_where=EXPIRY_DUE, sqlite_where=EXPIRY_DUE)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('certificates', schema=None) as batch_op:
         batch_op.drop_index('ix_certificates_expiry_due_not_after', postgresql_where=EXPIRY_DUE, sqlite_where=EXPIRY_DUE)
-        batch_op.drop_index('ix_certificates_account_id_not_after')
         batch_op.drop_index('ix_certificates_not_after')
         batch_op.drop_constraint(batch_op.f('fk_certificates_renewed_from_certificates'), type_='foreignkey')
         batch_op.drop_column('expiry_notified_at')
