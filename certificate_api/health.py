@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import text
 
+from certificate_api import expiry_metrics
 from certificate_api.errors import problem
 from schema.metrics import render_metrics
 
@@ -38,7 +39,13 @@ def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics() -> Response:
+def metrics(request: Request) -> Response:
     """Prometheus exposition text."""
     payload, content_type = render_metrics()
+    runtime = request.app.state.runtime
+    try:
+        with runtime.sessions() as session:
+            payload += expiry_metrics.render(session, runtime.authorities)
+    except Exception:  # the database is down: serve the process's own metrics anyway
+        log.warning("could not read the expiry gauges", exc_info=True)
     return Response(payload, media_type=content_type)
