@@ -42,8 +42,9 @@ class Authorities:
 
     def all(self) -> Iterable[IssuingCa]:
         """Every issuing CA known, current first."""
-        yield self.current
-        yield from (ca for ca in self.by_id.values() if ca.id != self.current.id)
+        current = self.current
+        yield current
+        yield from (ca for ca in self.by_id.values() if ca.id != current.id)
 
     def by_serial(self, serial: str) -> IssuingCa | None:
         """The intermediate with this serial (lowercase hex), if known."""
@@ -70,22 +71,28 @@ class Authorities:
         session.rollback()
         changed = False
         with self.lock:
+            # Built aside and swapped in whole: request threads and the event loop read these
+            # maps without the lock.
+            by_id, roots, root_ids = dict(self.by_id), dict(self.roots), dict(self.root_ids)
+            current = self.current
             for inter, root in rows:
                 if inter.serial_number is None or root.serial_number is None:
                     continue
-                if root.serial_number not in self.roots:
-                    self.roots[root.serial_number] = _der(root.certificate_pem)
-                    self.root_ids[root.serial_number] = root.id
-                if inter.id not in self.by_id:
-                    self.by_id[inter.id] = issuing_ca(inter, root, self.keyring)
+                if root.serial_number not in roots:
+                    roots[root.serial_number] = _der(root.certificate_pem)
+                    root_ids[root.serial_number] = root.id
+                if inter.id not in by_id:
+                    by_id[inter.id] = issuing_ca(inter, root, self.keyring)
                     changed = True
-                if inter.is_current and self.current.id != inter.id:
-                    self.current = self.by_id[inter.id]
+                if inter.is_current and current.id != inter.id:
+                    current = by_id[inter.id]
                     log.info(
                         "issuing with a new intermediate",
-                        extra={"serial_number": self.current.serial_number},
+                        extra={"serial_number": current.serial_number},
                     )
                     changed = True
+            self.roots, self.root_ids, self.by_id = roots, root_ids, by_id
+            self.current = current
             self.refreshed_at = time.monotonic()
         return changed
 

@@ -106,7 +106,9 @@ def get_root_crl(
 ) -> Response:
     """The current root's CRL, signed by the root: every intermediate revoked with
     `ca-admin revoke-intermediate`."""
-    root_id = runtime.authorities.root_ids[serial_hex(runtime.ca.root_certificate)]
+    root_id = runtime.authorities.root_ids.get(serial_hex(runtime.ca.root_certificate))
+    if root_id is None:
+        raise ServiceUnavailable("the root of the issuing CA is not known to this process yet")
     return _root_crl_response(runtime, session, root_id, if_none_match)
 
 
