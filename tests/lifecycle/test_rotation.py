@@ -184,7 +184,14 @@ def test_rotation_keeps_revocation_of_older_leaves_and_the_root_revokes_an_inter
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
 
+    # Re-signing the root CRL needs the key too; each one gets the next number.
+    assert ca_admin(party.live, "sign-root-crl").returncode != 0
+    resigned = ca_admin(party.live, "sign-root-crl", "--root-key", str(key_file))
+    assert resigned.returncode == 0, resigned.stderr
+
     root_crl, root_crl_pem = fetch_crl(party, root_crl_url, "root-crl")
+    number = root_crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert f"root CRL {number} signed" in resigned.stdout
     assert root_crl.issuer == root.subject
     entry = root_crl.get_revoked_certificate_by_serial_number(old_inter.serial_number)
     assert entry is not None
