@@ -16,12 +16,12 @@ import threading
 from datetime import datetime, timedelta
 
 from pydantic import Field
-from sqlalchemy import select, text, update
+from sqlalchemy import Connection, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.base import rfc3339, utcnow
 from schema.certificates import EXPIRY_DUE, Certificate, certificate_event_data
-from schema.events import EventType, record_event
+from schema.events import Event, EventType, event_values, wake_workers
 from schema.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,22 @@ def record_expiry_notices(
         )
         .execution_options(synchronize_session=False)
     ).all()
-    for row in marked:
-        data = certificate_event_data(row, now) | {"not_after": rfc3339(row.not_after)}
-        record_event(session, EventType.CERTIFICATE_EXPIRING, row.id, data)
+    if marked:  # one multi-row INSERT: a batch is hundreds of events
+        session.execute(
+            insert(Event),
+            [
+                event_values(
+                    EventType.CERTIFICATE_EXPIRING,
+                    row.id,
+                    certificate_event_data(row, now) | {"not_after": rfc3339(row.not_after)},
+                )
+                for row in marked
+            ],
+        )
     session.commit()
+    if marked:
+        bind = session.get_bind()
+        wake_workers(bind.engine if isinstance(bind, Connection) else bind)
     return len(marked)
 
 
