@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from tests.conftest import Customer
 
@@ -55,7 +56,7 @@ def test_expiring_gauges_count_active_certificates_by_window(
 
 
 def test_ca_gauges_are_the_not_after_of_root_intermediate_and_responder(
-    certs: Any, make_customer: Any, issue: Any
+    certs: Any, make_customer: Any, issue: Any, engine: Any
 ) -> None:
     body = issue(make_customer())
     intermediate, root = x509.load_pem_x509_certificates(body["chain_pem"].encode())
@@ -66,11 +67,24 @@ def test_ca_gauges_are_the_not_after_of_root_intermediate_and_responder(
         content=request.build().public_bytes(serialization.Encoding.DER),
         headers={"Content-Type": "application/ocsp-request"},
     )
-    (responder,) = ocsp.load_der_ocsp_response(answer.content).certificates
+    assert ocsp.load_der_ocsp_response(answer.content).certificates
     assert certs.get("/api/ca/root.crl").status_code == 200
     values = samples(certs)
     assert ca_end(values, "root") == root.not_valid_after_utc.timestamp()
     assert ca_end(values, "intermediate") == intermediate.not_valid_after_utc.timestamp()
+    # The intermediate's current responder in the database (other tests of the suite renew
+    # it, and a process answers with the one it holds until that is due).
+    with engine.connect() as conn:
+        (pem,) = conn.execute(
+            text(
+                "SELECT r.certificate_pem FROM certificate_authorities r"
+                " JOIN certificate_authorities i ON i.id = r.parent_id"
+                " WHERE r.role = 'ocsp_responder' AND r.is_current AND i.serial_number = :serial"
+            ),
+            {"serial": format(intermediate.serial_number, "x")},
+        ).scalars()
+    responder = x509.load_pem_x509_certificate(pem.encode())
+    responder.verify_directly_issued_by(intermediate)
     assert ca_end(values, "ocsp_responder") == responder.not_valid_after_utc.timestamp()
     root_crl = x509.load_der_x509_crl(certs.get("/api/ca/root.crl").content)
     assert root_crl.next_update_utc is not None
