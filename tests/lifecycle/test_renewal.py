@@ -190,3 +190,41 @@ def test_who_may_renew_what(certs: Any, make_customer: Any, make_admin: Any, iss
     assert gone.status_code == 200
     assert_problem(renew(certs, owner, revoked["id"]), 409)
     assert certs.post(f"/api/certificates/{cert['id']}/renew").status_code == 401
+
+
+def csr_of(key: ec.EllipticCurvePrivateKey) -> str:
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+
+
+def test_a_renewal_with_a_csr_of_a_compromised_key_is_refused(
+    certs: Any, make_customer: Any, issue: Any
+) -> None:
+    customer: Customer = make_customer()
+    compromised = ec.generate_private_key(ec.SECP256R1())
+    leaked = issue(customer, csr=csr_of(compromised))
+    gone = certs.post(
+        f"/api/certificates/{leaked['id']}/revoke",
+        json={"reason": "keyCompromise"},
+        headers=customer.auth,
+    )
+    assert gone.status_code == 200
+    old = issue(customer)  # ec-p256, a key of the service's
+    response = renew(certs, customer, old["id"], json={"csr": csr_of(compromised)})
+    assert error_locs(response) == [["body", "csr"]]
+    listed = certs.get("/api/certificates", headers=customer.auth).json()["items"]
+    assert old["id"] not in [item["renewed_from"] for item in listed]  # nothing stored
+
+
+def test_an_admin_renews_only_their_own_certificates(
+    certs: Any, make_customer: Any, make_admin: Any, issue: Any
+) -> None:
+    owner: Customer = make_customer()
+    admin: Customer = make_admin()
+    cert = issue(owner)
+    assert_problem(renew(certs, admin, cert["id"]), 404)  # a renewal issues to the caller
