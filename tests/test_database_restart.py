@@ -140,6 +140,7 @@ def test_a_database_restart_under_load_stops_nothing_and_loses_no_event(
         "ACCOUNT_API_URL": f"http://127.0.0.1:{account_port}",
         "WEB_CONCURRENCY": "1",
         "KEY_POOL_FILL_ON_START": "false",
+        "NAME_AUTHORIZATION": "open",  # names are not what this test is about
         "WEBHOOK_URL": receiver.server.url,
         "WEBHOOK_POLL_SECONDS": "0.2",
         "WEBHOOK_BACKOFF_BASE_SECONDS": "0.2",

@@ -192,6 +192,7 @@ def test_killing_one_of_each_under_load_loses_nothing(
                 "PUBLIC_BASE_URL": f"http://127.0.0.1:{proxy_certificates}",
                 "ACCOUNT_API_URL": f"http://127.0.0.1:{proxy_accounts}",
                 "KEY_POOL_FILL_ON_START": "false",
+                "NAME_AUTHORIZATION": "open",  # names are not what this test is about
                 "WEBHOOK_URL": receiver.url,
                 "WEBHOOK_LEASE_SECONDS": "3",
                 "WEBHOOK_POLL_SECONDS": "0.2",
