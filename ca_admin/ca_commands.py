@@ -28,6 +28,7 @@ def _context() -> tuple[CertificateSettings, sessionmaker[Session], Keyring]:
 def init_ca(force: bool) -> None:
     """Create the root and issuing intermediate CA (also done on first start)."""
     from certificate_api.authority import service as authority
+    from certificate_api.revocation.service import ensure_crl_state
 
     settings, sessions, keyring = _context()
     with sessions() as session:
@@ -41,10 +42,14 @@ def init_ca(force: bool) -> None:
         ca = authority.create(
             session,
             keyring,
-            settings.ca_name,
-            settings.ca_root_key_type,
-            settings.ca_intermediate_key_type,
+            authority.CaSpec(
+                settings.ca_name,
+                settings.ca_root_key_type,
+                settings.ca_intermediate_key_type,
+                settings.public_base_url,
+            ),
         )
+        ensure_crl_state(session, ca.id)  # holds of its leaves reach its CRL from the first
     click.echo(
         f"created {ca.certificate.subject.rfc4514_string()} under "
         f"{ca.root_certificate.subject.rfc4514_string()}"
@@ -77,6 +82,7 @@ def import_ca(cert_file: BinaryIO, key_file: BinaryIO, root_file: BinaryIO) -> N
     """Make an existing CA the issuer instead of a generated one."""
     from certificate_api.authority import service as authority
     from certificate_api.pki.ca import CaImportError
+    from certificate_api.revocation.service import ensure_crl_state
 
     _settings, sessions, keyring = _context()
     with sessions() as session:
@@ -86,7 +92,11 @@ def import_ca(cert_file: BinaryIO, key_file: BinaryIO, root_file: BinaryIO) -> N
             )
         except CaImportError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(f"imported {ca.certificate.subject.rfc4514_string()}; restart the services")
+        ensure_crl_state(session, ca.id)
+    click.echo(
+        f"imported {ca.certificate.subject.rfc4514_string()}; running services issue with it "
+        f"within {_settings.ca_refresh_seconds:g} s"
+    )
 
 
 @click.command("rotate-master-key")

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy import Integer, literal, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from certificate_api import expiry_metrics
 from certificate_api.errors import problem
 from core.statements import Query
 from schema.metrics import render_metrics
@@ -56,7 +57,13 @@ def _probe_sessions(sessions: sessionmaker[Session]) -> None:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics() -> Response:
+def metrics(request: Request) -> Response:
     """Prometheus exposition text."""
     payload, content_type = render_metrics()
+    runtime = request.app.state.runtime
+    try:
+        with runtime.sessions() as session:
+            payload += expiry_metrics.render(session, runtime.authorities)
+    except Exception:  # the database is down: serve the process's own metrics anyway
+        log.warning("could not read the expiry gauges", exc_info=True)
     return Response(payload, media_type=content_type)

@@ -16,6 +16,7 @@ from certificate_api.certificates.router import router as certificates_router
 from certificate_api.domains.router import router as domains_router
 from certificate_api.errors import register_error_handlers
 from certificate_api.middleware import EdgeMiddleware
+from certificate_api.renewal.router import router as renewal_router
 from certificate_api.revocation.router import router as revocation_router
 from certificate_api.runtime import build_runtime
 from certificate_api.settings import CertificateSettings
@@ -60,6 +61,7 @@ def create_app(settings: CertificateSettings | None = None) -> FastAPI:
         EdgeMiddleware, max_body_bytes=settings.max_body_bytes, max_in_flight=settings.max_in_flight
     )
     app.include_router(certificates_router)
+    app.include_router(renewal_router)
     app.include_router(domains_router)
     app.include_router(ca_router)
     app.include_router(revocation_router)

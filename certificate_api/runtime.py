@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 
+import anyio.to_thread
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from certificate_api.authority import service as authority
+from certificate_api.authority.directory import Authorities
 from certificate_api.authority.service import IssuingCa
 from certificate_api.database import open_database
 from certificate_api.pki.keypool import KeyPool
@@ -24,6 +29,8 @@ from schema import keyfiles
 from schema.db import make_engine, make_sessionmaker
 from schema.tokens import VerifiedTokens, load_verify_key, verify_access_token
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Runtime:
@@ -34,12 +41,13 @@ class Runtime:
     sessions: sessionmaker[Session]
     tokens: VerifiedTokens
     keyring: Keyring
-    ca: IssuingCa
+    authorities: Authorities
     crl_cache: CrlCache
     responder: ResponderKeeper
     key_pool: KeyPool
     db: Database  # async, for the hot routes; opened by the app's lifespan
     names: NameRules  # who may have which names, checked at issuance
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def issuer(self) -> IssuerContext:
@@ -56,8 +64,34 @@ class Runtime:
             names=self.names,
         )
 
+    @property
+    def ca(self) -> IssuingCa:
+        """The current issuing CA: new leaves are signed by it."""
+        return self.authorities.current
+
+    def start(self) -> None:
+        """Start the background refresh of the CA rows (call inside the event loop)."""
+        self.tasks.append(asyncio.create_task(self._refresh_authorities()))
+
+    async def _refresh_authorities(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.ca_refresh_seconds)
+            try:
+                await anyio.to_thread.run_sync(self.refresh_authorities)
+            except Exception:  # a database outage must not end the loop
+                log.warning("could not re-read the CA rows", exc_info=True)
+
+    def refresh_authorities(self) -> bool:
+        """Pick up a rotated intermediate: see `Authorities.refresh`."""
+        with self.sessions() as session:
+            return self.authorities.refresh(session)
+
     async def close(self) -> None:
-        """Stop the key pool's refills and release the connection pools."""
+        """Stop the background tasks and key pool's refills, release the connection pools."""
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self.key_pool.close()
         await self.db.close()
         self.engine.dispose()
@@ -94,18 +128,23 @@ async def build_runtime(settings: CertificateSettings) -> Runtime:
         ca = authority.ensure(
             session,
             keyring,
-            settings.ca_name,
-            settings.ca_root_key_type,
-            settings.ca_intermediate_key_type,
+            authority.CaSpec(
+                settings.ca_name,
+                settings.ca_root_key_type,
+                settings.ca_intermediate_key_type,
+                settings.public_base_url,
+            ),
         )
         ensure_crl_state(session, ca.id)
+        authorities = Authorities(keyring, ca)
+        authorities.refresh(session)
     key_pool = KeyPool(
         {KeyType(name): size for name, size in settings.key_pool_sizes.items()},
         settings.key_pool_workers,
     )
     if settings.key_pool_fill_on_start:
         key_pool.fill()
-    return Runtime(
+    runtime = Runtime(
         names=NameRules(settings, engine.dialect.name),
         db=await open_database(engine, settings.db_pool_size, settings.db_pool_timeout),
         settings=settings,
@@ -113,7 +152,7 @@ async def build_runtime(settings: CertificateSettings) -> Runtime:
         sessions=sessions,
         tokens=_token_verifier(settings),
         keyring=keyring,
-        ca=ca,
+        authorities=authorities,
         crl_cache=CrlCache(),
         key_pool=key_pool,
         responder=ResponderKeeper(
@@ -123,3 +162,5 @@ async def build_runtime(settings: CertificateSettings) -> Runtime:
             timedelta(hours=settings.ocsp_validity_hours),
         ),
     )
+    runtime.start()
+    return runtime

@@ -26,6 +26,10 @@ class CertificateSettings(CommonSettings):
     ca_intermediate_key_type: str = "ec-p256"
 
     crl_validity_hours: int = Field(default=24, ge=1)
+    # The root's CRL (it lists revoked intermediates) is valid this long: re-sign it before.
+    root_crl_validity_days: int = Field(default=365, ge=1)
+    # How often each process re-reads the CA rows to pick up a rotated intermediate.
+    ca_refresh_seconds: float = Field(default=30.0, gt=0)
     # OCSP answers are valid this long; short, because a hold can be released at any time.
     ocsp_validity_hours: int = Field(default=1, ge=1)
     ocsp_responder_key_type: str = "ec-p256"

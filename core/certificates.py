@@ -66,6 +66,7 @@ class ListFilter:
     account_id: uuid.UUID | None = None
     active: bool | None = None
     status: Status | None = None
+    expires_before: datetime | None = None  # only those whose notAfter is earlier
 
 
 def status_filter(status: Status) -> Any:
@@ -111,12 +112,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 @functools.cache
 def list_statement(
-    by_owner: bool, active: bool | None, status: Status | None, after: bool
+    by_owner: bool, active: bool | None, status: Status | None, after: bool, expiring: bool = False
 ) -> Query[CertificateRow]:
     """Newest first, by keyset on (created_at, id), so pages stay stable under inserts.
 
     One statement per combination of filters (a few dozen), each built and compiled once;
-    the values are parameters: owner, now, after_created, after_id, limit.
+    the values are parameters: owner, now, expires_before, after_created, after_id, limit.
     """
     query = select(*queries.CERTIFICATE).select_from(queries.WITH_KEY)
     if by_owner:
@@ -127,6 +128,9 @@ def list_statement(
         query = query.where(not_(status_filter(Status.ACTIVE)))
     if status is not None:
         query = query.where(status_filter(status))
+    if expiring:  # `expires_before=`: read through ix_certificates_not_after
+        expires_before = bindparam("expires_before", type_=Certificate.not_after.type)
+        query = query.where(Certificate.not_after < expires_before)
     if after:
         created = bindparam("after_created", type_=Certificate.created_at.type)
         ident = bindparam("after_id", type_=Certificate.id.type)
@@ -149,7 +153,12 @@ async def list_page(
         params["owner"] = owner
     if cursor is not None:
         params["after_created"], params["after_id"] = decode_cursor(cursor)
-    statement = list_statement(owner is not None, wanted.active, wanted.status, cursor is not None)
+    expiring = wanted.expires_before is not None
+    if expiring:
+        params["expires_before"] = wanted.expires_before
+    statement = list_statement(
+        owner is not None, wanted.active, wanted.status, cursor is not None, expiring
+    )
     rows = await db.all(statement, **params)
     if len(rows) > limit:
         return rows[:limit], encode_cursor(rows[limit - 1])

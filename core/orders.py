@@ -173,9 +173,9 @@ def sign(
             not_before=now - BACKDATE,
             not_after=not_after,
             serial_number=serial,
-            crl_url=f"{public_base_url}/api/ca/crl",
+            crl_url=f"{public_base_url}{ca.crl_path}",
             ocsp_url=f"{public_base_url}/api/ocsp",
-            ca_issuers_url=f"{public_base_url}/api/ca/issuer.cer",
+            ca_issuers_url=f"{public_base_url}{ca.issuer_path}",
         ),
         ca.issuer,
     )

@@ -63,6 +63,8 @@ class CertificateRow(NamedTuple):
     certificate_pem: str
     created_at: datetime
     updated_at: datetime
+    renewed_from: uuid.UUID | None  # the certificate this one renews
+    expiry_notified_at: datetime | None  # when its `certificate.expiring` was recorded
     has_private_key: bool
 
 
@@ -91,6 +93,8 @@ class VisibleRow(NamedTuple):
     certificate_pem: str | None
     created_at: datetime | None
     updated_at: datetime | None
+    renewed_from: uuid.UUID | None
+    expiry_notified_at: datetime | None
     has_private_key: bool | None
 
     @property

@@ -7,7 +7,7 @@ import enum
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from core import queries
 from core.queries import CertificateRow
@@ -45,7 +45,27 @@ class Change(enum.Enum):
         return event
 
 
-def certificate_event_data(cert: CertificateRow, now: datetime | None = None) -> dict[str, Any]:
+class EventSubject(Protocol):
+    """What a certificate event's `data` is made of: a certificate row, or the columns a
+    worker's UPDATE ... RETURNING gave back (expiry notices)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def account_id(self) -> uuid.UUID: ...
+    @property
+    def serial_number(self) -> str: ...
+    @property
+    def is_active(self) -> bool: ...
+    @property
+    def revoked_at(self) -> datetime | None: ...
+    @property
+    def revocation_reason(self) -> str | None: ...
+    @property
+    def not_after(self) -> datetime: ...
+
+
+def certificate_event_data(cert: EventSubject, now: datetime | None = None) -> dict[str, Any]:
     """The `data` of a certificate webhook event, as the contract lists it."""
     status = status_of(cert.revoked_at, cert.not_after, cert.is_active, now or utcnow())
     data: dict[str, Any] = {

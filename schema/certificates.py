@@ -69,15 +69,29 @@ class CertificateAuthority(Base):
     key_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     is_current: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Lowercase hex, as in the URLs of its CRL and certificate (/api/ca/crl/{serial}).
+    serial_number: Mapped[str | None] = mapped_column(String(40), default=None, unique=True)
+    # Set by `ca-admin revoke-intermediate`: the CA is then listed on its parent's CRL.
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32), default=None)
 
     __table_args__ = (
-        # One current CA per role: concurrent first starts cannot both create one.
+        # One current root and one current intermediate: concurrent first starts cannot both
+        # create one. OCSP responders are current per intermediate (below).
         Index(
             "uq_certificate_authorities_current_role",
             "role",
             unique=True,
-            postgresql_where=text("is_current"),
-            sqlite_where=text("is_current"),
+            postgresql_where=text("is_current AND role <> 'ocsp_responder'"),
+            sqlite_where=text("is_current AND role <> 'ocsp_responder'"),
+        ),
+        # Every intermediate that still has leaves answers OCSP through its own responder.
+        Index(
+            "uq_certificate_authorities_current_responder_parent_id",
+            "parent_id",
+            unique=True,
+            postgresql_where=text("is_current AND role = 'ocsp_responder'"),
+            sqlite_where=text("is_current AND role = 'ocsp_responder'"),
         ),
     )
 
@@ -96,6 +110,10 @@ class CertificateKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_certificate_keys_key_id", "key_id"),)
+
+
+# The predicate of the expiry-notice index; the worker's query repeats it so the index applies.
+EXPIRY_DUE = "expiry_notified_at IS NULL AND is_active AND revoked_at IS NULL"
 
 
 class Certificate(Base):
@@ -123,6 +141,12 @@ class Certificate(Base):
     certificate_pem: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The certificate this one renews, if any.
+    renewed_from: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("certificates.id"), default=None
+    )
+    # Set, in the same transaction as its `certificate.expiring` event, when that was recorded.
+    expiry_notified_at: Mapped[datetime | None] = mapped_column(default=None)
 
     __table_args__ = (
         # Listing an account's certificates, newest first, by keyset.
@@ -143,6 +167,16 @@ class Certificate(Base):
             "serial_number",
             postgresql_where=text("NOT is_active OR revoked_at IS NOT NULL"),
             sqlite_where=text("NOT is_active OR revoked_at IS NOT NULL"),
+        ),
+        # `expires_before=` and the expiry gauges. One account's list with a near cutoff
+        # reads it too (filtering on account_id); with a far one, the account's own index.
+        Index("ix_certificates_not_after", "not_after"),
+        # Expiry notices still to record: active certificates not yet told about.
+        Index(
+            "ix_certificates_expiry_due_not_after",
+            "not_after",
+            postgresql_where=text(EXPIRY_DUE),
+            sqlite_where=text(EXPIRY_DUE),
         ),
     )
 

@@ -36,6 +36,7 @@ class EventType(enum.StrEnum):
     CERTIFICATE_REVOKED = "certificate.revoked"
     DOMAIN_VALIDATED = "domain.validated"
     DOMAIN_INVALID = "domain.invalid"
+    CERTIFICATE_EXPIRING = "certificate.expiring"
     ACCOUNT_DELETED = "account.deleted"
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from schema.base import utcnow
 from schema.db import normalize_url
 from schema.events import EVENTS_CHANNEL, Event
-from worker import outbox, retention, signing
+from worker import expiry, outbox, retention, signing
 from worker.posting import Outcome, Poster, redact_url
 from worker.schedule import Job, Schedule, database_error_text
 from worker.settings import WorkerSettings
@@ -165,6 +165,11 @@ class Worker:
                 "prune",
                 settings.prune_interval_seconds,
                 lambda stopping: retention.prune(self.sessions, settings, stopping),
+            ),
+            Job(
+                "expiry-notices",
+                settings.expiry_check_seconds,
+                lambda stopping: expiry.record_due(self.sessions, settings, stopping),
             ),
         ]
 

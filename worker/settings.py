@@ -29,6 +29,12 @@ class WorkerSettings(CommonSettings):
     prune_interval_seconds: float = Field(default=3600.0, gt=0)
     prune_batch_size: int = Field(default=1000, ge=1)
 
+    # `certificate.expiring`: recorded this long before notAfter (fractions allowed); each
+    # worker looks every EXPIRY_CHECK_SECONDS and claims at most EXPIRY_BATCH_SIZE at a time.
+    expiry_notice_days: float = Field(default=14, gt=0)
+    expiry_check_seconds: float = Field(default=60.0, gt=0)
+    expiry_batch_size: int = Field(default=500, ge=1)
+
     @property
     def lease_seconds(self) -> float:
         """The claim lease: longer than an attempt can take."""

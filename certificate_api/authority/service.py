@@ -34,18 +34,34 @@ class IssuingCa:
         """The intermediate's certificate."""
         return self.issuer.certificate
 
+    @property
+    def serial_number(self) -> str:
+        """The intermediate's serial, lowercase hex: its URLs carry it."""
+        return pki_ca.serial_hex(self.issuer.certificate)
+
+    @property
+    def crl_path(self) -> str:
+        """Where this intermediate's own CRL is served, named in each leaf it signs."""
+        return f"/api/ca/crl/{self.serial_number}"
+
+    @property
+    def issuer_path(self) -> str:
+        """Where this intermediate's certificate is served (the leaves' AIA caIssuers)."""
+        return f"/api/ca/issuer/{self.serial_number}.cer"
+
 
 def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def _row(
+def new_row(
     role: CaRole,
     cert: x509.Certificate,
     key: object | None,
     keyring: Keyring,
     parent_id: uuid.UUID | None = None,
 ) -> CertificateAuthority:
+    """A current CA row for this certificate, its key (if any) sealed to the row's id."""
     row = CertificateAuthority(
         id=uuid.uuid4(),
         role=role.value,
@@ -53,6 +69,7 @@ def _row(
         subject=cert.subject.rfc4514_string(),
         certificate_pem=_pem(cert),
         not_after=cert.not_valid_after_utc,
+        serial_number=pki_ca.serial_hex(cert),
         is_current=True,
     )
     if key is not None:
@@ -79,11 +96,11 @@ def _store(
         .where(CertificateAuthority.role.in_([CaRole.ROOT.value, CaRole.INTERMEDIATE.value]))
         .values(is_current=False)
     )
-    root_row = _row(CaRole.ROOT, root_cert, root_key, keyring)
+    root_row = new_row(CaRole.ROOT, root_cert, root_key, keyring)
     session.add(root_row)
     session.flush()
     session.add(
-        _row(
+        new_row(
             CaRole.INTERMEDIATE,
             intermediate.certificate,
             intermediate.private_key,
@@ -116,17 +133,36 @@ def load(session: Session, keyring: Keyring) -> IssuingCa | None:
     root = current_row(session, CaRole.ROOT)
     if inter is None or root is None:
         return None
+    return issuing_ca(inter, root, keyring)
+
+
+def issuing_ca(
+    inter: CertificateAuthority, root: CertificateAuthority, keyring: Keyring
+) -> IssuingCa:
+    """An intermediate row and its root's, ready to sign."""
     issuer = pki_ca.load_issuer(inter.certificate_pem.encode(), unseal_key(inter, keyring))
     root_cert = x509.load_pem_x509_certificate(root.certificate_pem.encode())
     return IssuingCa(inter.id, issuer, root_cert, inter.certificate_pem + root.certificate_pem)
 
 
-def create(
-    session: Session, keyring: Keyring, name: str, root_key_type: str, intermediate_key_type: str
-) -> IssuingCa:
+@dataclass(frozen=True)
+class CaSpec:
+    """What a new CA is made of: its name, its keys' types, and the public base URL each
+    intermediate names its root's CRL and certificate under."""
+
+    name: str
+    root_key_type: str
+    intermediate_key_type: str
+    public_base_url: str | None = None
+
+
+def create(session: Session, keyring: Keyring, spec: CaSpec) -> IssuingCa:
     """A new root and intermediate, made current."""
     root, intermediate = pki_ca.create_ca(
-        KeyType(root_key_type), KeyType(intermediate_key_type), name_prefix=name
+        KeyType(spec.root_key_type),
+        KeyType(spec.intermediate_key_type),
+        spec.name,
+        spec.public_base_url,
     )
     _store(session, keyring, root, intermediate)
     created = load(session, keyring)
@@ -137,15 +173,13 @@ def create(
     return created
 
 
-def ensure(
-    session: Session, keyring: Keyring, name: str, root_key_type: str, intermediate_key_type: str
-) -> IssuingCa:
+def ensure(session: Session, keyring: Keyring, spec: CaSpec) -> IssuingCa:
     """Load the CA, creating it on first start; concurrent starters agree on one."""
     existing = load(session, keyring)
     if existing is not None:
         return existing
     try:
-        return create(session, keyring, name, root_key_type, intermediate_key_type)
+        return create(session, keyring, spec)
     except IntegrityError:
         session.rollback()  # another process created it first: use theirs
         loaded = load(session, keyring)

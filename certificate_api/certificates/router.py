@@ -60,6 +60,7 @@ def shape(cert: CertificateRow, chain_pem: str) -> dict[str, Any]:
         "certificate_pem": cert.certificate_pem,
         "chain_pem": chain_pem,
         "has_private_key": cert.has_private_key,
+        "renewed_from": cert.renewed_from,
         "created_at": cert.created_at,
         "updated_at": cert.updated_at,
     }
@@ -107,7 +108,7 @@ async def issue_certificate(
     request = IssueRequest(**body.model_dump())
     result = await issue(runtime.issuer, caller, request, idempotency_key)
     cert = result.certificate
-    created = shape(cert, runtime.ca.chain_pem)
+    created = shape(cert, runtime.authorities.chain_pem(cert.issuer_id))
     created["private_key_pem"] = result.private_key_pem
     return reply(created, 201, Location=f"/api/certificates/{cert.id}")
 
@@ -148,10 +149,12 @@ async def get_certificate(
         return Response(status_code=304, headers=headers)
     if wants_pem:
         return Response(
-            cert.certificate_pem + runtime.ca.chain_pem, media_type=PEM_CHAIN, headers=headers
+            cert.certificate_pem + runtime.authorities.chain_pem(cert.issuer_id),
+            media_type=PEM_CHAIN,
+            headers=headers,
         )
     return Response(
-        to_json(shape(cert, runtime.ca.chain_pem)),
+        to_json(shape(cert, runtime.authorities.chain_pem(cert.issuer_id))),
         media_type="application/json",
         headers=headers,
     )
@@ -163,13 +166,15 @@ async def get_certificate(
 async def list_certificates(
     runtime: RuntimeDep, caller: Caller, query: Annotated[ListQuery, Query()]
 ) -> Response:
-    """Your certificates (admins: anyone's), newest first, a page at a time."""
+    """Your certificates (admins: anyone's), newest first, a page at a time; `expires_before`
+    keeps those whose notAfter is earlier."""
     status = Status(query.status) if query.status else None
-    wanted = ListFilter(query.account_id, query.active, status)
+    expires_before = query.expires_before.astimezone(UTC) if query.expires_before else None
+    wanted = ListFilter(query.account_id, query.active, status, expires_before)
     rows, next_cursor = await certificates.list_page(
         runtime.db, caller, wanted, query.cursor, query.limit
     )
-    items = [shape(c, runtime.ca.chain_pem) for c in rows]
+    items = [shape(c, runtime.authorities.chain_pem(c.issuer_id)) for c in rows]
     return reply({"items": items, "next_cursor": next_cursor})
 
 
@@ -188,7 +193,8 @@ async def update_certificate(
     """`is_active: false` holds it (CRL/OCSP say certificateHold); `true` releases it.
     A hold placed by an admin is lifted only by an admin (403 for the owner)."""
     result = await holds.set_active(runtime.db, certificate_id, caller, body.is_active)
-    return reply(shape(result.certificate, runtime.ca.chain_pem))
+    cert = result.certificate
+    return reply(shape(cert, runtime.authorities.chain_pem(cert.issuer_id)))
 
 
 @router.post(
@@ -209,7 +215,8 @@ async def revoke_certificate(
     ttl = timedelta(hours=runtime.settings.idempotency_ttl_hours)
     idem = Idempotency.of(idempotency_key, asked, ttl)
     result = await revocation.revoke(runtime.db, certificate_id, caller, body.reason, idem)
-    return reply(shape(result.certificate, runtime.ca.chain_pem))
+    cert = result.certificate
+    return reply(shape(cert, runtime.authorities.chain_pem(cert.issuer_id)))
 
 
 @router.get(

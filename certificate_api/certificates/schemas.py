@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
 from schema.base import rfc3339
 
@@ -104,6 +104,7 @@ class CertificateOut(BaseModel):
     certificate_pem: str
     chain_pem: str = Field(description="issuing CA certificates, leaf excluded, nearest first")
     has_private_key: bool
+    renewed_from: uuid.UUID | None = Field(description="the certificate this one renews")
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -129,3 +130,6 @@ class ListQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=200)
     account_id: uuid.UUID | None = Field(default=None, description="admins: one account")
+    expires_before: AwareDatetime | None = Field(
+        default=None, description="only those whose notAfter is earlier (RFC 3339, with offset)"
+    )

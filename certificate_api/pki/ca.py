@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from certificate_api.pki.keys import KeyType, PrivateKey, generate_private_key, load_private_key_pem
 
@@ -100,32 +100,60 @@ def build_root(
     return builder.sign(key, signature_hash(key))
 
 
+def serial_hex(certificate: x509.Certificate) -> str:
+    """A certificate's serial as the API and its URLs show it: lowercase hex."""
+    return format(certificate.serial_number, "x")
+
+
+def root_urls(public_base_url: str, root: x509.Certificate) -> tuple[str, str]:
+    """Where the root's CRL and certificate are published: named in each intermediate."""
+    serial = serial_hex(root)
+    return f"{public_base_url}/api/ca/crl/{serial}", f"{public_base_url}/api/ca/issuer/{serial}.cer"
+
+
+INTERMEDIATE_DAYS = 3650  # an issuing CA's validity, cut to its issuer's
+
+
 def build_intermediate(
     common_name: str,
     key: PrivateKey,
     issuer: Issuer,
-    validity_days: int = 3650,
     organization: str | None = None,
+    public_base_url: str | None = None,
 ) -> x509.Certificate:
-    """An issuing CA under `issuer`: path length 0, never outliving its issuer."""
+    """An issuing CA under `issuer`: path length 0, never outliving its issuer. With a public
+    base URL it names the root's CRL (so it can be revoked) and the root's certificate."""
     now = datetime.now(UTC)
-    not_after = min(now + timedelta(days=validity_days), issuer.certificate.not_valid_after_utc)
+    not_after = min(now + timedelta(days=INTERMEDIATE_DAYS), issuer.certificate.not_valid_after_utc)
     builder = _ca_builder(
         _name(common_name, organization),
         issuer.certificate.subject,
         key,
         0,
         (now - SKEW, not_after),
-    )
-    return builder.add_extension(authority_key_id(issuer), critical=False).sign(
-        issuer.private_key, signature_hash(issuer.private_key)
-    )
+    ).add_extension(authority_key_id(issuer), critical=False)
+    if public_base_url:
+        crl_url, issuer_url = root_urls(public_base_url, issuer.certificate)
+        point = x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(crl_url)],
+            relative_name=None,
+            reasons=None,
+            crl_issuer=None,
+        )
+        access = x509.AccessDescription(
+            AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(issuer_url)
+        )
+        builder = builder.add_extension(
+            x509.CRLDistributionPoints([point]), critical=False
+        ).add_extension(x509.AuthorityInformationAccess([access]), critical=False)
+    return builder.sign(issuer.private_key, signature_hash(issuer.private_key))
 
 
 def create_ca(
     root_key_type: KeyType = KeyType.EC_P384,
     intermediate_key_type: KeyType = KeyType.EC_P256,
     name_prefix: str = "Tessera",
+    public_base_url: str | None = None,
 ) -> tuple[Issuer, Issuer]:
     """A new root and issuing intermediate."""
     root_key = generate_private_key(root_key_type)
@@ -134,7 +162,11 @@ def create_ca(
     )
     inter_key = generate_private_key(intermediate_key_type)
     inter_cert = build_intermediate(
-        f"{name_prefix} Issuing CA 1", inter_key, root, organization=name_prefix
+        f"{name_prefix} Issuing CA 1",
+        inter_key,
+        root,
+        organization=name_prefix,
+        public_base_url=public_base_url,
     )
     return root, Issuer(inter_cert, inter_key)
 

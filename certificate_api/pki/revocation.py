@@ -26,6 +26,8 @@ REASONS: dict[str, x509.ReasonFlags] = {
     "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
     "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
     "certificateHold": x509.ReasonFlags.certificate_hold,
+    # Only for a CA on its root's CRL.
+    "cACompromise": x509.ReasonFlags.ca_compromise,
 }
 
 

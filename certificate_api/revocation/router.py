@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from datetime import timedelta
 from email.utils import format_datetime
 from typing import Annotated, Any
@@ -12,11 +13,15 @@ from urllib.parse import unquote
 from cryptography.x509 import ocsp
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from certificate_api.deps import RuntimeDep, SessionDep
+from certificate_api.errors import ServiceUnavailable, problems
 from certificate_api.pki import revocation as pki
-from certificate_api.revocation import service
+from certificate_api.pki.ca import serial_hex
+from certificate_api.revocation import root, service
 from certificate_api.runtime import Runtime
+from core.errors import NotFound
 
 router = APIRouter(tags=["revocation"])
 OCSP_RESPONSE = "application/ocsp-response"
@@ -41,10 +46,87 @@ def get_crl(
     session: SessionDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """A complete CRL signed by the issuing CA: held certificates carry `certificateHold`,
-    revoked ones their reason. Rebuilt only when a hold or revocation changed (see docs)."""
+    """A complete CRL signed by the current issuing CA: held certificates carry
+    `certificateHold`, revoked ones their reason. Rebuilt only when a hold or revocation
+    changed (see docs). Leaves of older intermediates name their own CRL."""
     validity = timedelta(hours=runtime.settings.crl_validity_hours)
     crl = service.current_crl(session, runtime.ca, runtime.crl_cache, validity)
+    return _crl_response(crl, if_none_match)
+
+
+@router.get(
+    "/api/ca/crl/{serial}",
+    summary="The CRL of one CA, by its serial (DER)",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/pkix-crl": {}},
+            "description": "an intermediate's CRL (its leaves), or a root's (its intermediates)",
+        },
+        304: {"description": "the CRL named by If-None-Match is still current"},
+        **problems(404, 503),
+    },
+)
+def get_crl_of(
+    serial: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The CRL named in a certificate's CRL distribution point: each leaf names its own
+    intermediate's, each intermediate its root's. Serial in lowercase hex."""
+    authorities = runtime.authorities
+    serial = serial.lower()
+    if authorities.by_serial(serial) is None and serial not in authorities.roots:
+        authorities.refresh_soon(session)  # rotated since this process last looked?
+    intermediate = authorities.by_serial(serial)
+    if intermediate is not None:
+        validity = timedelta(hours=runtime.settings.crl_validity_hours)
+        crl = service.current_crl(session, intermediate, runtime.crl_cache, validity)
+        return _crl_response(crl, if_none_match)
+    root_id = authorities.root_ids.get(serial)
+    if root_id is None:
+        raise NotFound(f"no CA with serial {serial[:40]!r} publishes a CRL here")
+    return _root_crl_response(runtime, session, root_id, if_none_match)
+
+
+@router.get(
+    "/api/ca/root.crl",
+    summary="The root's CRL: revoked intermediates (DER)",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/pkix-crl": {}}},
+        304: {"description": "the CRL named by If-None-Match is still current"},
+        **problems(503),
+    },
+)
+def get_root_crl(
+    runtime: RuntimeDep,
+    session: SessionDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The current root's CRL, signed by the root: every intermediate revoked with
+    `ca-admin revoke-intermediate`."""
+    root_id = runtime.authorities.root_ids.get(serial_hex(runtime.ca.root_certificate))
+    if root_id is None:
+        raise ServiceUnavailable("the root of the issuing CA is not known to this process yet")
+    return _root_crl_response(runtime, session, root_id, if_none_match)
+
+
+def _root_crl_response(
+    runtime: Runtime, session: Session, root_id: uuid.UUID, if_none_match: str | None
+) -> Response:
+    validity = timedelta(days=runtime.settings.root_crl_validity_days)
+    crl = root.root_crl(session, runtime.keyring, root_id, validity)
+    if crl is None:
+        raise ServiceUnavailable(
+            "the root CRL has not been signed yet: the root's key is offline "
+            "(ca-admin sign-root-crl --root-key FILE)"
+        )
+    return _crl_response(crl, if_none_match)
+
+
+def _crl_response(crl: service.Crl, if_none_match: str | None) -> Response:
     headers = {
         "ETag": f'"crl-{crl.number}"',
         "Last-Modified": format_datetime(crl.this_update, usegmt=True),
@@ -57,7 +139,7 @@ def get_crl(
 
 async def _answer(runtime: Runtime, der: bytes) -> Response:
     body = await service.ocsp_response(
-        runtime.db, runtime.sessions, runtime.ca, runtime.responder, der
+        runtime.db, runtime.sessions, runtime.authorities, runtime.responder, der
     )
     return Response(body, media_type=OCSP_RESPONSE, headers={"Cache-Control": NO_CACHE})
 

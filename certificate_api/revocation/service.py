@@ -21,26 +21,23 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import anyio.to_thread
-from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 from sqlalchemy import bindparam, func, not_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from certificate_api.authority.service import IssuingCa, unseal_key
+from certificate_api.authority.directory import Authorities
+from certificate_api.authority.service import IssuingCa
 from certificate_api.pki import revocation as pki
-from certificate_api.pki.ca import Issuer, load_signer
-from certificate_api.pki.keys import KeyType, private_key_to_pem
-from certificate_api.pki.sealing import Keyring, seal
+from certificate_api.pki.ca import Issuer
+from certificate_api.revocation.responder import ResponderKeeper
 from core.statements import Database, Query
 from schema.base import utcnow
 from schema.certificates import (
     CRL_SLOTS,
-    CaRole,
     Certificate,
-    CertificateAuthority,
     CrlRevision,
     CrlState,
 )
@@ -62,15 +59,23 @@ class Crl:
 
 
 class CrlCache:
-    """The CRL this process last served, so an unchanged one is not even re-read from the DB."""
+    """The CRL this process last served per issuer, so an unchanged one is not even re-read
+    from the DB."""
 
     def __init__(self) -> None:
-        self.current: Crl | None = None
+        self.crls: dict[uuid.UUID, Crl] = {}
         self.build_lock = threading.Lock()  # one build per process at a time
 
 
 def ensure_crl_state(session: Session, issuer_id: uuid.UUID) -> None:
-    """Create the issuer's CRL state row and counter slots if missing."""
+    """Create the issuer's CRL state row and counter slots if missing, and commit."""
+    add_crl_state(session, issuer_id)
+    session.commit()
+
+
+def add_crl_state(session: Session, issuer_id: uuid.UUID) -> None:
+    """Create the issuer's CRL state row and counter slots if missing, in the session's
+    transaction: a new intermediate has them before its first leaf can be held."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     # Both dialects' insert constructs have on_conflict_do_nothing.
@@ -85,7 +90,6 @@ def ensure_crl_state(session: Session, issuer_id: uuid.UUID) -> None:
         .values(slots)
         .on_conflict_do_nothing(index_elements=["issuer_id", "slot"])
     )
-    session.commit()
 
 
 def revoked_entries(
@@ -134,7 +138,7 @@ def current_crl(session: Session, ca: IssuingCa, cache: CrlCache, validity: time
                 if not _covers(state, wanted, validity):
                     built = _build(session, ca, state, validity)
                     if built is not None:
-                        cache.current = built
+                        cache.crls[ca.id] = built
                         return built
                     continue
         stored = _stored(session, ca.id, state, cache)
@@ -184,7 +188,7 @@ def _covers(state: _State, revision: int, validity: timedelta) -> bool:
 
 def _stored(session: Session, issuer_id: uuid.UUID, state: _State, cache: CrlCache) -> Crl | None:
     """The published CRL the state names, or None if a newer one has replaced it."""
-    cached = cache.current
+    cached = cache.crls.get(issuer_id)
     if cached is not None and cached.number == state.crl_number:
         return cached
     der = session.scalar(
@@ -195,7 +199,7 @@ def _stored(session: Session, issuer_id: uuid.UUID, state: _State, cache: CrlCac
     if der is None or state.this_update is None or state.next_update is None:
         return None
     crl = Crl(state.crl_number, der, state.this_update, state.next_update)
-    cache.current = crl
+    cache.crls[issuer_id] = crl
     return crl
 
 
@@ -242,100 +246,6 @@ def _build(session: Session, ca: IssuingCa, state: _State, validity: timedelta) 
 # --- OCSP -----------------------------------------------------------------------------------
 
 
-class ResponderKeeper:
-    """The delegated OCSP signing certificate: loaded from the database, renewed before it ends.
-
-    It is renewed once less than a third of its life is left, so relying parties that cache
-    it never hold an expired one; a renewal by any process is picked up by all of them.
-    """
-
-    def __init__(
-        self,
-        keyring: Keyring,
-        key_type: KeyType,
-        days: int,
-        answers_valid_for: timedelta = timedelta(hours=1),
-    ) -> None:
-        self.keyring = keyring
-        self.key_type = key_type
-        self.lifetime = timedelta(days=days)
-        self.answers_valid_for = answers_valid_for  # nextUpdate - thisUpdate of each answer
-        self.current: Issuer | None = None
-        self.lock = threading.Lock()
-
-    def ready(self, ca: IssuingCa) -> Issuer | None:
-        """The responder this process holds, unless it has none yet or it is due."""
-        current = self.current
-        if current is not None and not self._due(current, ca):
-            return current
-        return None
-
-    def get(self, session: Session, ca: IssuingCa) -> Issuer:
-        """A responder valid for well beyond now."""
-        current = self.ready(ca)
-        if current is not None:
-            return current
-        with self.lock:
-            current = self.current
-            if current is None or self._due(current, ca):
-                self.current = current = self._load_or_renew(session, ca)
-        return current
-
-    def _due(self, responder: Issuer, ca: IssuingCa) -> bool:
-        """Less than a third of its life left, unless it already ends with its issuer (a new
-        one could not live longer, so renewing would only repeat itself)."""
-        not_after = responder.certificate.not_valid_after_utc
-        if not_after >= ca.certificate.not_valid_after_utc:
-            return False
-        return not_after - utcnow() < self.lifetime / 3
-
-    def _load_or_renew(self, session: Session, ca: IssuingCa) -> Issuer:
-        row = session.scalars(
-            select(CertificateAuthority).where(
-                CertificateAuthority.role == CaRole.OCSP_RESPONDER.value,
-                CertificateAuthority.is_current.is_(True),
-                CertificateAuthority.parent_id == ca.id,
-            )
-        ).first()
-        if row is not None:
-            loaded = load_signer(row.certificate_pem.encode(), unseal_key(row, self.keyring))
-            if not self._due(loaded, ca):
-                session.rollback()
-                return loaded
-        responder = pki.build_responder(ca.issuer, self.key_type, utcnow(), self.lifetime.days)
-        session.execute(
-            update(CertificateAuthority)
-            .where(CertificateAuthority.role == CaRole.OCSP_RESPONDER.value)
-            .values(is_current=False)
-        )
-        new_row = CertificateAuthority(
-            id=uuid.uuid4(),
-            role=CaRole.OCSP_RESPONDER.value,
-            parent_id=ca.id,
-            subject=responder.certificate.subject.rfc4514_string(),
-            certificate_pem=responder.certificate.public_bytes(serialization.Encoding.PEM).decode(),
-            not_after=responder.certificate.not_valid_after_utc,
-            is_current=True,
-        )
-        sealed = seal(self.keyring, private_key_to_pem(responder.private_key), new_row.id.bytes)
-        new_row.key_id, new_row.key_nonce, new_row.key_ciphertext = (
-            sealed.key_id,
-            sealed.nonce,
-            sealed.ciphertext,
-        )
-        session.add(new_row)
-        try:
-            session.commit()
-        except (IntegrityError, OperationalError):
-            session.rollback()  # another process renewed at the same moment: use theirs
-            return self._load_or_renew(session, ca)
-        log.info(
-            "issued OCSP responder certificate",
-            extra={"not_after": responder.certificate.not_valid_after_utc.isoformat()},
-        )
-        return responder
-
-
 class StatusRow(NamedTuple):
     """What OCSP needs of a certificate."""
 
@@ -376,7 +286,7 @@ def certificate_status(row: StatusRow | None) -> pki.CertStatus:
 async def ocsp_response(
     db: Database,
     sessions: Callable[[], Session],
-    ca: IssuingCa,
+    authorities: Authorities,
     keeper: ResponderKeeper,
     der: bytes,
 ) -> bytes:
@@ -385,12 +295,23 @@ async def ocsp_response(
     One query; the signature (a P-256 responder key by default) takes a fraction of a
     millisecond and is made on the event loop. Loading or renewing the responder
     certificate, which happens once per process and then every few weeks, runs in a thread.
+    A request about a leaf of any intermediate that still has leaves is answered by that
+    intermediate's own responder.
     """
     try:
         question = pki.parse_request(der)
     except pki.OcspMalformed:
         return pki.refuse(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
-    if not pki.asks_about(question, ca.certificate):
+    ca = _issuer_asked(authorities, question)
+    if ca is None:
+
+        def refresh() -> IssuingCa | None:
+            with sessions() as session:
+                authorities.refresh_soon(session)
+            return _issuer_asked(authorities, question)
+
+        ca = await anyio.to_thread.run_sync(refresh)  # an intermediate rotated in meanwhile?
+    if ca is None:
         # Not a certificate of this CA: we are not authoritative (RFC 5019 §2.2.3).
         return pki.refuse(ocsp.OCSPResponseStatus.UNAUTHORIZED)
     row = await db.one(STATUS, serial_number=format(question.serial, "x"), issuer_id=ca.id)
@@ -405,6 +326,10 @@ async def ocsp_response(
     now = utcnow().replace(microsecond=0)
     valid_until = now + keeper.answers_valid_for
     return pki.respond(question, certificate_status(row), responder, now, valid_until)
+
+
+def _issuer_asked(authorities: Authorities, question: pki.OcspQuestion) -> IssuingCa | None:
+    return next((ca for ca in authorities.all() if pki.asks_about(question, ca.certificate)), None)
 
 
 __all__ = [

@@ -28,6 +28,7 @@ CERTIFICATE_FIELDS = {
     "certificate_pem",
     "chain_pem",
     "has_private_key",
+    "renewed_from",
     "created_at",
     "updated_at",
 }

@@ -158,11 +158,13 @@ def test_leaf_points_at_the_crl_and_ocsp_of_this_service(by_key_type: dict[str, 
     leaf = by_key_type["ec-p256"].leaf
     points = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     urls = [name.value for point in points for name in point.full_name or []]
-    assert len(urls) == 1 and urls[0].endswith("/api/ca/crl")
+    chain = by_key_type["ec-p256"].body["chain_pem"].encode()
+    issuer = format(x509.load_pem_x509_certificates(chain)[0].serial_number, "x")
+    assert len(urls) == 1 and urls[0].endswith(f"/api/ca/crl/{issuer}")
     aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     methods = {d.access_method._name: d.access_location.value for d in aia}
     assert methods["OCSP"].endswith("/api/ocsp")
-    assert methods["caIssuers"].endswith("/api/ca/issuer.cer")
+    assert methods["caIssuers"].endswith(f"/api/ca/issuer/{issuer}.cer")
 
 
 def test_validity_follows_validity_days_with_a_small_backdate(

@@ -273,7 +273,15 @@ def test_issued_certificates_point_at_this_crl_and_ocsp(party: Party) -> None:
     cert = x509.load_pem_x509_certificate(party.issue()["certificate_pem"].encode())
     points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     urls = [name.value for point in points for name in point.full_name or []]
-    assert urls == [f"{party.certs}/api/ca/crl"]
+    # Each leaf names its own issuer's CRL, which outlives a rotation; /api/ca/crl is the same
+    # CRL while that issuer is the current one.
+    serial = format(cert.serial_number, "x")
+    intermediate = x509.load_pem_x509_certificate((party.dir / "intermediate.pem").read_bytes())
+    assert urls == [f"{party.certs}/api/ca/crl/{format(intermediate.serial_number, 'x')}"]
+    assert serial
+    own = httpx.get(urls[0])
+    assert own.status_code == 200
+    assert x509.load_der_x509_crl(own.content).issuer == intermediate.subject
     aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     by_method = {d.access_method: d.access_location.value for d in aia}
     assert by_method[AuthorityInformationAccessOID.OCSP] == f"{party.certs}/api/ocsp"

@@ -1,0 +1,1 @@
+"""Renewal: a new certificate for the names of an existing one."""
