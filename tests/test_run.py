@@ -152,7 +152,6 @@ def test_run_restarts_a_child_that_dies_and_the_rest_keeps_serving(
         "NAME_AUTHORIZATION": "open",  # names are not the point here
         "WEBHOOK_URL": receiver.url,
         "WEBHOOK_POLL_SECONDS": "0.1",
-        "NAME_AUTHORIZATION": "open",  # names are not what this test is about
         **{key.upper(): str(value) for key, value in FAST_ARGON2.items()},
     }
     with (tmp_path / "run.log").open("wb") as log:
