@@ -9,6 +9,7 @@ from flask_cors import CORS
 from flask_openapi3.models.info import Info
 from flask_openapi3.openapi import OpenAPI
 from flask_openapi3_swagger.templates import swagger_html_string  # type: ignore[import-untyped]
+from werkzeug.exceptions import ClientDisconnected
 
 from account_api import observability
 from account_api.accounts.views import bp as accounts_bp
@@ -44,10 +45,23 @@ class UnsupportedMediaType(ApiError):
     status, title = 415, "Unsupported Media Type"
 
 
+class BodyTimeout(ApiError):
+    status, title = 408, "Request Timeout"
+
+
 def _check_body() -> None:
     if request.method not in ("POST", "PUT", "PATCH") or request.routing_exception is not None:
         return
-    data = request.get_data(cache=True)  # 413 above MAX_CONTENT_LENGTH
+    try:
+        data = request.get_data(cache=True)  # 413 above MAX_CONTENT_LENGTH
+    except ClientDisconnected as exc:
+        # Werkzeug reports a read that failed as a disconnection; a read that timed out
+        # (gunicorn.conf.py's CLIENT_IO_TIMEOUT_SECONDS) is the client being too slow.
+        if isinstance(exc.__context__, TimeoutError):
+            raise BodyTimeout(
+                "the request body did not arrive in time", {"Connection": "close"}
+            ) from None
+        raise
     if request.mimetype == "application/json":
         if request.get_json(silent=True) is None:
             raise BadJson("request body is not valid JSON")

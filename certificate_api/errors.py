@@ -38,6 +38,10 @@ class ApiError(Exception):
         self.errors = errors
 
 
+class BadRequest(ApiError):
+    status, title = 400, "Bad Request"
+
+
 class NotFound(ApiError):
     status, title = 404, "Not Found"
 
@@ -182,6 +186,7 @@ _EXAMPLES = {
     401: "missing, invalid or expired access token",
     403: "only the certificate's owner can download its private key",
     404: "no such certificate",
+    408: "the request body did not arrive within 10 s",
     409: "a revoked certificate cannot be activated",
     410: "the private key was destroyed or never held",
     413: "request body is larger than the 64 KiB limit",

@@ -42,6 +42,8 @@ from typing import Any
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from certificate_api.http_protocol import HeaderTimeoutProtocol
+
 APP = "certificate_api.asgi:app"
 PR_SET_PDEATHSIG = 1
 MAX_PAUSE_SECONDS = 30.0
@@ -104,7 +106,8 @@ def _worker(
 ) -> None:
     """One worker process: a Uvicorn server on its own socket."""
     _end_with_parent(parent)
-    config = uvicorn.Config(APP, **options)  # sets up logging first
+    HeaderTimeoutProtocol.header_timeout = options.pop("header_timeout")
+    config = uvicorn.Config(APP, http=HeaderTimeoutProtocol, **options)  # sets up logging first
     try:
         _Server(config, ready).run(sockets=[sock])
     except Exception:
@@ -222,6 +225,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=20,
         help="seconds a stopping worker waits for requests in flight (20)",
     )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a request's headers may take to arrive before the connection is closed",
+    )
     parser.add_argument("--access-log", action="store_true", help="Uvicorn's own access log")
     return parser.parse_args(argv)
 
@@ -237,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_config:
         options["log_config"] = args.log_config
     uvicorn.Config(APP, **options)  # sets up this process's logging as the workers' is
+    options["header_timeout"] = args.header_timeout
     shown = f"[{args.host}]" if ":" in args.host else args.host
     try:
         address_free(args.host, args.port)

@@ -45,4 +45,6 @@ class CertificateSettings(CommonSettings):
     request_threads: int | None = Field(default=None, ge=1)
     # Requests in progress beyond this get 503 with Retry-After instead of queueing forever.
     max_in_flight: int = Field(default=256, ge=1)
+    # A request body must arrive whole within this; a slower one is answered 408.
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
     idempotency_ttl_hours: int = Field(default=24, ge=1)

@@ -30,7 +30,7 @@ def _reply(account: object, status: int = 200) -> Response:
 @bp.post(
     "",
     summary="Sign up",
-    responses={201: AccountOut, **problem_responses(409, 413, 415, 422)},
+    responses={201: AccountOut, **problem_responses(400, 408, 409, 413, 415, 422)},
 )
 def create_account(body: AccountCreate) -> Response:
     """Create a customer account. The email is unique in any letter case."""

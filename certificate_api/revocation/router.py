@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from certificate_api.deps import RuntimeDep, SessionDep
+from certificate_api.errors import PROBLEM, BadRequest, problems
 from certificate_api.pki import revocation as pki
 from certificate_api.revocation import service
 from certificate_api.runtime import Runtime
@@ -69,13 +70,21 @@ OCSP_DOC: dict[int | str, dict[str, Any]] = {
         "description": "an OCSP response; errors such as malformedRequest are OCSP statuses",
     }
 }
+_NO_OCSP_REQUEST = "an OCSP request (DER, application/ocsp-request) is required in the body"
 
 
 @router.post(
     "/api/ocsp",
     summary="OCSP (RFC 6960), request in the body",
     response_class=Response,
-    responses=OCSP_DOC,
+    responses={
+        **OCSP_DOC,
+        **problems(408, 413),
+        400: {
+            "description": _NO_OCSP_REQUEST,
+            "content": {PROBLEM: {"schema": problems(400)[400]["content"][PROBLEM]["schema"]}},
+        },
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -88,14 +97,21 @@ OCSP_DOC: dict[int | str, dict[str, Any]] = {
 async def ocsp_post(request: Request, runtime: RuntimeDep) -> Response:
     """Send a DER `OCSPRequest` as `application/ocsp-request`; the answer is good, revoked
     (holds say `certificateHold`) or unknown, signed by the delegated responder."""
-    return await _answer(runtime, await request.body())
+    der = await request.body()
+    if not der:  # nothing to answer, not even malformedRequest: that is for a bad request
+        raise BadRequest(_NO_OCSP_REQUEST)
+    return await _answer(runtime, der)
 
 
 @router.get(
     "/api/ocsp/{encoded:path}",
     summary="OCSP (RFC 6960), request base64 in the path",
     response_class=Response,
-    responses=OCSP_DOC,
+    responses={
+        **OCSP_DOC,
+        **problems(404),
+        404: {**problems(404)[404], "description": "the path holds characters no request has"},
+    },
 )
 async def ocsp_get(encoded: str, runtime: RuntimeDep) -> Response:
     """The GET form: the DER request, base64 and then URL-encoded, as the last path segment."""
