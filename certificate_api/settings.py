@@ -23,6 +23,9 @@ class CertificateSettings(CommonSettings):
     ca_intermediate_key_type: str = "ec-p256"
 
     crl_validity_hours: int = Field(default=24, ge=1)
+    # How stale a served CRL may be: rebuilds after changes are coalesced over this long.
+    # 0 rebuilds after every change (at the next request).
+    crl_refresh_seconds: float = Field(default=5.0, ge=0)
     # OCSP answers are valid this long; short, because a hold can be released at any time.
     ocsp_validity_hours: int = Field(default=1, ge=1)
     ocsp_responder_key_type: str = "ec-p256"

@@ -172,6 +172,8 @@ def certificate_settings(database_url: str, var_dir: Path, **overrides: Any) -> 
         "database_url": database_url,
         "var_dir": var_dir,
         "key_pool_fill_on_start": False,
+        # Tests read the CRL right after a change; coalescing has tests of its own.
+        "crl_refresh_seconds": 0,
     }
     values.update(overrides)
     return CertificateSettings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -256,6 +258,7 @@ def live(
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{certificate_port}",
         "ACCOUNT_API_URL": f"http://127.0.0.1:{account_port}",
         "KEY_POOL_FILL_ON_START": "false",
+        "CRL_REFRESH_SECONDS": "0",
         **{key.upper(): str(value) for key, value in FAST_ARGON2.items()},
     }
     settings = CommonSettings(

@@ -134,7 +134,8 @@ def run_schemathesis(base_url: str, token: str, seconds: int, report: Path) -> A
         "--report-dir",
         str(report),
     ]
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks"}
+    # Run from the report directory: schemathesis keeps a cache where it runs.
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         command,
         check=False,
@@ -142,7 +143,7 @@ def run_schemathesis(base_url: str, token: str, seconds: int, report: Path) -> A
         text=True,
         timeout=seconds + 600,
         env=env,
-        cwd=ROOT,
+        cwd=report,
     )
 
 

@@ -6,6 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# No account's email holds a control character, and PostgreSQL refuses NUL in text: such
+# a login is a 422, never a query.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
 
 class TokenForm(BaseModel):
     """OAuth2 password grant (RFC 6749 §4.3), as Swagger UI's "Authorize" sends it."""
@@ -13,7 +17,9 @@ class TokenForm(BaseModel):
     model_config = ConfigDict(extra="ignore")  # client_id, scope... are allowed and unused
 
     grant_type: Literal["password"] | None = None
-    username: str = Field(min_length=1, max_length=320, description="the account's email")
+    username: str = Field(
+        min_length=1, max_length=320, pattern=PRINTABLE, description="the account's email"
+    )
     password: str = Field(min_length=1, max_length=256)
 
 
@@ -27,7 +33,7 @@ class TokenJson(BaseModel):
         },
     )
 
-    email: str = Field(min_length=1, max_length=320)
+    email: str = Field(min_length=1, max_length=320, pattern=PRINTABLE)
     password: str = Field(min_length=1, max_length=256)
 
 

@@ -32,7 +32,8 @@ NO_CACHE = "no-cache, max-age=0"
     responses={
         200: {
             "content": {"application/pkix-crl": {}},
-            "description": "every hold and revocation committed before the request",
+            "description": "every hold and revocation committed at least "
+            "CRL_REFRESH_SECONDS before the request",
         },
         304: {"description": "the CRL named by If-None-Match is still current"},
     },
@@ -43,9 +44,11 @@ def get_crl(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """A complete CRL signed by the issuing CA: held certificates carry `certificateHold`,
-    revoked ones their reason. Rebuilt only when a hold or revocation changed (see docs)."""
+    revoked ones their reason. Rebuilt only when a hold or revocation changed, at most once
+    per `CRL_REFRESH_SECONDS` (see docs); OCSP is always current."""
     validity = timedelta(hours=runtime.settings.crl_validity_hours)
-    crl = service.current_crl(session, runtime.ca, runtime.crl_cache, validity)
+    refresh = timedelta(seconds=runtime.settings.crl_refresh_seconds)
+    crl = service.current_crl(session, runtime.ca, runtime.crl_cache, validity, refresh)
     headers = {
         "ETag": f'"crl-{crl.number}"',
         "Last-Modified": format_datetime(crl.this_update, usegmt=True),
