@@ -191,6 +191,7 @@ _EXAMPLES = {
     410: "the private key was destroyed or never held",
     413: "request body is larger than the 64 KiB limit",
     415: "request body must be application/json",
+    429: "at most 600 certificates a minute per account; retry later",
     422: "invalid request: body.dns_names.0: 'exa mple.com': label 'exa mple' must be ...",
     503: "the service is at capacity; retry shortly",
 }

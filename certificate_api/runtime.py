@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from certificate_api.authority import service as authority
 from certificate_api.authority.service import IssuingCa
 from certificate_api.database import Database, open_database
+from certificate_api.limits import SlowKeyGate
 from certificate_api.pki.keypool import KeyPool
 from certificate_api.pki.keys import KeyType
 from certificate_api.pki.sealing import Keyring, parse_keyring
@@ -33,6 +34,7 @@ class Runtime:
     crl_cache: CrlCache
     responder: ResponderKeeper
     key_pool: KeyPool
+    slow_keys: SlowKeyGate
     db: Database  # async, for the hot routes; opened by the app's lifespan
 
     async def close(self) -> None:
@@ -94,6 +96,7 @@ async def build_runtime(settings: CertificateSettings) -> Runtime:
         ca=ca,
         crl_cache=CrlCache(),
         key_pool=key_pool,
+        slow_keys=SlowKeyGate(settings.max_slow_key_generations),
         responder=ResponderKeeper(
             keyring,
             KeyType(settings.ocsp_responder_key_type),

@@ -51,3 +51,7 @@ class CertificateSettings(CommonSettings):
     # A request body must arrive whole within this; a slower one is answered 408.
     body_timeout_seconds: float = Field(default=10.0, gt=0)
     idempotency_ttl_hours: int = Field(default=24, ge=1)
+    # Certificates one account may have issued per minute (429 with Retry-After past it).
+    issuance_rate_per_minute: int = Field(default=600, ge=1)
+    # RSA keys made on demand (not from the pool) at once per process; past it, 503.
+    max_slow_key_generations: int = Field(default=2, ge=1)

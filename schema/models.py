@@ -13,6 +13,7 @@ from schema.certificates import (
     Status,
 )
 from schema.events import Event, EventState, EventType, WebhookEndpoint
+from schema.rates import RateCounter
 
 __all__ = [
     "Account",
@@ -28,6 +29,7 @@ __all__ = [
     "EventType",
     "IdempotencyKey",
     "LoginFailure",
+    "RateCounter",
     "Role",
     "Status",
     "WebhookEndpoint",

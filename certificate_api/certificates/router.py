@@ -8,11 +8,11 @@ import uuid
 from datetime import UTC, timedelta
 from typing import Annotated, Any
 
-import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 
+from certificate_api import limits
 from certificate_api.certificates import idempotency, issuance, service
 from certificate_api.certificates.schemas import (
     CertificateCreate,
@@ -91,7 +91,7 @@ def reply(payload: dict[str, Any], status_code: int = 200, **headers: str) -> Re
     response_model=CertificateCreated,
     response_model_exclude_none=False,
     summary="Issue a certificate",
-    responses=problems(400, 401, 408, 413, 415, 422, 503),
+    responses=problems(400, 401, 408, 413, 415, 422, 429, 503),
 )
 async def issue_certificate(
     body: CertificateCreate,
@@ -107,7 +107,7 @@ async def issue_certificate(
     account_id = caller.account_id
     # Checked before anything else (a deleted account's token is 401 whatever the body);
     # storing checks again under a lock, for an account deleted while this request signs.
-    await service.authorize(db, caller)
+    await limits.authorize_issuance(db, caller, settings.issuance_rate_per_minute)
     fingerprint = ""
     cert: Any = None
     if idempotency_key is not None:
@@ -132,7 +132,7 @@ async def issue_certificate(
             issuance.sign, order, runtime.ca, settings.public_base_url, runtime.key_pool
         )
         if issuance.makes_slow_key(order, runtime.key_pool):
-            issued = await anyio.to_thread.run_sync(sign)
+            issued = await runtime.slow_keys.run(sign)
         else:
             issued = sign()
         cert, new = await service.store_issued(
