@@ -34,7 +34,7 @@ _HIT = {dialect: hit_statement(dialect) for dialect in ("postgresql", "sqlite")}
 _hit_cte = _HIT["postgresql"].cte("hit")
 # The account check of issuance and this minute's count, in one statement.
 _ACCOUNT_AND_HIT = (
-    select(Account.role, Account.deleted_at, _hit_cte.c.count)
+    select(Account.role, Account.deleted_at, _hit_cte.c.hits)
     .select_from(Account)
     .outerjoin(_hit_cte, true())
     .where(Account.id == bindparam("account_id"))
@@ -53,9 +53,9 @@ async def authorize_issuance(db: Database, claims: TokenClaims, per_minute: int)
     params = {"scope": ISSUE_SCOPE, "key": str(claims.account_id), "window_start": window.start}
     if isinstance(db, PostgresDatabase):
         row = await db.one(_ACCOUNT_AND_HIT, account_id=claims.account_id, **params)
-        count = row.count if row is not None else 0
+        count = row.hits if row is not None else 0
     else:  # SQLite has no INSERT in a WITH: two statements
-        count = (await db.one(_HIT["sqlite"], **params)).count
+        count = (await db.one(_HIT["sqlite"], **params)).hits
         row = await db.one(queries.ACCOUNT, account_id=claims.account_id)
     if row is None or row.deleted_at is not None:
         raise Unauthorized()

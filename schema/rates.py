@@ -34,7 +34,7 @@ class RateCounter(Base):
 
 def hit_statement(dialect: str) -> Any:
     """Count one hit of `:scope`/`:key` in the window starting at `:window_start`; returns
-    the row's `count` and `window_start` (a new window starts the count again at 1)."""
+    `hits` (this one included; a new window starts again at 1) and `window_start`."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = insert(RateCounter).values(
         scope=bindparam("scope", type_=RateCounter.scope.type),
@@ -49,7 +49,7 @@ def hit_statement(dialect: str) -> Any:
             "count": case((same_window, RateCounter.count + 1), else_=1),
             "window_start": statement.excluded.window_start,
         },
-    ).returning(RateCounter.count, RateCounter.window_start)
+    ).returning(RateCounter.count.label("hits"), RateCounter.window_start)
 
 
 @dataclass(frozen=True)
