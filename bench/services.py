@@ -119,6 +119,9 @@ class Services:
             "CERTIFICATE_API_PORT": str(self.certificate_port),
             "PUBLIC_BASE_URL": self.certificate_url,
             "ACCOUNT_API_URL": self.account_url,
+            # The bench drives many issuances and sign-ups from one account and address.
+            "ISSUANCE_RATE_PER_MINUTE": "1000000000",
+            "SIGNUP_RATE_PER_HOUR": "1000000000",
         }
 
     def commands(self) -> dict[str, list[str]]:
