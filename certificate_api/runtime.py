@@ -40,6 +40,7 @@ class Runtime:
     async def close(self) -> None:
         """Stop the key pool's refills and release the connection pools."""
         self.key_pool.close()
+        self.crl_cache.close()
         await self.db.close()
         self.engine.dispose()
 
@@ -94,7 +95,7 @@ async def build_runtime(settings: CertificateSettings) -> Runtime:
         tokens=_token_verifier(settings),
         keyring=keyring,
         ca=ca,
-        crl_cache=CrlCache(),
+        crl_cache=CrlCache(settings.effective_database_url),
         key_pool=key_pool,
         slow_keys=SlowKeyGate(settings.max_slow_key_generations),
         responder=ResponderKeeper(

@@ -42,6 +42,7 @@ from certificate_api.pki import revocation as pki
 from certificate_api.pki.ca import Issuer, load_signer
 from certificate_api.pki.keys import KeyType, private_key_to_pem
 from certificate_api.pki.sealing import Keyring, seal
+from certificate_api.revocation.builder import OFFLOAD_ENTRIES, CrlProcess
 from schema.base import utcnow
 from schema.certificates import (
     CRL_SLOTS,
@@ -69,11 +70,28 @@ class Crl:
 
 
 class CrlCache:
-    """The CRL this process last served, so an unchanged one is not even re-read from the DB."""
+    """The CRL this process last served, so an unchanged one is not even re-read from the DB;
+    with a database URL, big CRLs are built in a helper process (`builder.py`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, database_url: str | None = None) -> None:
         self.current: Crl | None = None
         self.build_lock = threading.Lock()  # one build per process at a time
+        self.helper = CrlProcess(database_url) if database_url else None
+
+    def build(
+        self, session: Session, ca: IssuingCa, state: _State, validity: timedelta
+    ) -> Crl | None:
+        """Build and publish a CRL from `state`: in the helper process when it is big."""
+        if self.helper is not None and state.entries >= OFFLOAD_ENTRIES:
+            session.rollback()  # nothing held open while the helper works
+            built: Crl | None = self.helper.build(ca, state, validity)
+            return built
+        return _build(session, ca, state, validity)
+
+    def close(self) -> None:
+        """Stop the helper process, if one was started."""
+        if self.helper is not None:
+            self.helper.close()
 
 
 def ensure_crl_state(session: Session, issuer_id: uuid.UUID) -> None:
@@ -147,7 +165,7 @@ def current_crl(
                 state = _state(session, ca.id)
                 # Another thread or process may have built one meanwhile that is new enough.
                 if not _covers(state, wanted, validity, asked_at - refresh):
-                    built = _build(session, ca, state, validity)
+                    built = cache.build(session, ca, state, validity)
                     if built is not None:
                         cache.current = built
                         return built
@@ -168,6 +186,7 @@ class _State:
     next_update: datetime | None
     # Before the snapshot was taken: every change committed before this moment is in it.
     read_at: datetime
+    entries: int = 0  # on the published CRL
 
 
 def _state(session: Session, issuer_id: uuid.UUID) -> _State:
@@ -185,13 +204,14 @@ def _state(session: Session, issuer_id: uuid.UUID) -> _State:
             CrlState.crl_number,
             CrlState.this_update,
             CrlState.next_update,
+            CrlState.entries,
         ).where(CrlState.issuer_id == issuer_id)
     ).one_or_none()
     if row is None:
         ensure_crl_state(session, issuer_id)
         return _State(0, None, 0, None, None, read_at)
-    revision, built_revision, crl_number, this_update, next_update = row
-    return _State(revision, built_revision, crl_number, this_update, next_update, read_at)
+    revision, built_revision, number, this_update, next_update, entries = row
+    return _State(revision, built_revision, number, this_update, next_update, read_at, entries)
 
 
 def _covers(state: _State, revision: int, validity: timedelta, fresh_after: datetime) -> bool:

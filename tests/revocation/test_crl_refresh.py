@@ -92,3 +92,14 @@ def test_a_hold_reaches_the_crl_once_the_refresh_has_passed(
     while not _on_crl(client, cert["serial_number"]):
         assert time.monotonic() < deadline, "the hold never reached the CRL"
         time.sleep(0.2)
+
+
+def test_a_big_crl_is_built_in_a_helper_process(
+    app_with_refresh: Any, make_customer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every CRL counts as big here, so the helper process builds and publishes it.
+    monkeypatch.setattr("certificate_api.revocation.service.OFFLOAD_ENTRIES", 0)
+    client = app_with_refresh(0)
+    cert = _issue_and_hold(client, make_customer())
+    assert _on_crl(client, cert["serial_number"])
+    assert client.app.state.runtime.crl_cache.helper.executor is not None  # it did the work
