@@ -97,9 +97,10 @@ def test_a_body_that_stalls_is_answered_408_and_the_connection_closed(
     live: LiveServices, service: str
 ) -> None:
     url = live.account_url if service == "account" else live.certificate_url
+    path = "/api/accounts" if service == "account" else "/api/certificates"
     head = (
-        "POST /api/accounts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        'Content-Length: 1000\r\n\r\n{"email"'
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        'Content-Length: 1000\r\n\r\n{"common_name"'
     )
     with _connect(url, head.encode()) as sock:
         answer = _read_all(sock)  # the server ends it: a stalled client holds nothing for long
