@@ -199,10 +199,12 @@ _EXAMPLES = {
     401: "missing, invalid or expired access token",
     403: "only the certificate's owner can download its private key",
     404: "no such certificate",
+    408: "the request body did not arrive within 10 s",
     409: "a revoked certificate cannot be activated",
     410: "the private key was destroyed or never held",
     413: "request body is larger than the 64 KiB limit",
     415: "request body must be application/json",
+    429: "at most 600 certificates a minute per account; retry later",
     422: "invalid request: body.dns_names.0: 'exa mple.com': label 'exa mple' must be ...",
     503: "the service is at capacity; retry shortly",
 }

@@ -38,6 +38,7 @@ class Runtime:
     crl_cache: CrlCache
     responder: ResponderKeeper
     key_pool: KeyPool
+    slow_keys: SlowKeyGate
     db: Database  # async, for the hot routes; opened by the app's lifespan
     names: NameRules  # who may have which names, checked at issuance
 
@@ -59,6 +60,7 @@ class Runtime:
     async def close(self) -> None:
         """Stop the key pool's refills and release the connection pools."""
         self.key_pool.close()
+        self.crl_cache.close()
         await self.db.close()
         self.engine.dispose()
 
@@ -114,8 +116,9 @@ async def build_runtime(settings: CertificateSettings) -> Runtime:
         tokens=_token_verifier(settings),
         keyring=keyring,
         ca=ca,
-        crl_cache=CrlCache(),
+        crl_cache=CrlCache(settings.effective_database_url),
         key_pool=key_pool,
+        slow_keys=SlowKeyGate(settings.max_slow_key_generations),
         responder=ResponderKeeper(
             keyring,
             KeyType(settings.ocsp_responder_key_type),
