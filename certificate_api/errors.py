@@ -41,6 +41,10 @@ class ApiError(Exception):
         self.errors = errors
 
 
+class BadRequest(ApiError):
+    status, title = 400, "Bad Request"
+
+
 class ServiceUnavailable(ApiError):
     status, title = 503, "Service Unavailable"
 
@@ -64,6 +68,7 @@ _STATUS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.Conflict: (409, "Conflict"),
     domain.Gone: (410, "Gone"),
     domain.RateLimited: (429, "Too Many Requests"),
+    domain.Busy: (503, "Service Unavailable"),
 }
 # Where this service carries the domain fields that are not in a request body.
 _OUTSIDE_BODY: dict[str, list[str | int]] = {
@@ -88,7 +93,7 @@ def domain_problem(exc: domain.DomainError) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, domain.Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="tessera"'
-    if isinstance(exc, domain.RateLimited):
+    if isinstance(exc, domain.TryLater):
         headers["Retry-After"] = str(exc.retry_after)
     detail, extra = exc.detail, {}
     if exc.fields:

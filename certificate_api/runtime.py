@@ -19,6 +19,7 @@ from certificate_api.settings import CertificateSettings
 from core.issuance import IssuerContext
 from core.name_check import NameRules
 from core.orders import Limits
+from core.rates import IssuanceRate, SlowKeyGate
 from core.statements import Database
 from schema import keyfiles
 from schema.db import make_engine, make_sessionmaker
@@ -55,6 +56,8 @@ class Runtime:
             limits=Limits(settings.default_validity_days, settings.max_validity_days),
             idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
             names=self.names,
+            rate=IssuanceRate(settings.issuance_rate_per_minute),
+            slow_keys=self.slow_keys,
         )
 
     async def close(self) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from uvicorn_worker import UvicornWorker
+from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
 from certificate_api.http_protocol import HeaderTimeoutProtocol
 
 
-class HeaderTimeoutWorker(UvicornWorker):
+class HeaderTimeoutWorker(UvicornWorker):  # type: ignore[misc]
     """UvicornWorker with a deadline on request headers."""
 
     CONFIG_KWARGS: dict[str, Any] = {**UvicornWorker.CONFIG_KWARGS, "http": HeaderTimeoutProtocol}

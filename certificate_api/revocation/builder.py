@@ -17,7 +17,7 @@ import uuid
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from multiprocessing import get_context
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cryptography.hazmat.primitives import serialization
 
@@ -33,9 +33,15 @@ def _lower_priority() -> None:
         os.nice(10)
 
 
-def _build_in_helper(
-    url: str, ca_id: uuid.UUID, cert_pem: bytes, key_pem: bytes, state: Any, validity: timedelta
-) -> Any:
+class _CaKeys(NamedTuple):
+    """The issuing CA as it crosses to the helper: its id, certificate and key (PEM)."""
+
+    ca_id: uuid.UUID
+    cert_pem: bytes
+    key_pem: bytes
+
+
+def _build_in_helper(url: str, keys: _CaKeys, state: Any, validity: timedelta) -> Any:
     """Runs in the helper: the serving process's `_build`, on a connection of its own."""
     global _sessions  # noqa: PLW0603 - one engine per helper process, made once
     from sqlalchemy.orm import sessionmaker
@@ -47,8 +53,8 @@ def _build_in_helper(
 
     if _sessions is None:
         _sessions = sessionmaker(make_engine(url), expire_on_commit=False)
-    issuer = load_signer(cert_pem, key_pem)
-    ca = IssuingCa(ca_id, issuer, issuer.certificate, "")
+    issuer = load_signer(keys.cert_pem, keys.key_pem)
+    ca = IssuingCa(keys.ca_id, issuer, issuer.certificate, "")
     with _sessions() as session:
         return _build(session, ca, state, validity)
 
@@ -73,9 +79,8 @@ class CrlProcess:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        future = self.executor.submit(
-            _build_in_helper, self.database_url, ca.id, cert_pem, key_pem, state, validity
-        )
+        keys = _CaKeys(ca.id, cert_pem, key_pem)
+        future = self.executor.submit(_build_in_helper, self.database_url, keys, state, validity)
         return future.result()
 
     def close(self) -> None:
