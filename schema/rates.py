@@ -20,6 +20,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from schema.base import Base
 
+# The longest window any limit counts in (sign-ups per address: an hour). A row whose
+# window started longer ago than this counts for nothing: its next hit starts again at 1,
+# so the worker deletes it (worker/retention.py).
+LONGEST_WINDOW = timedelta(hours=1)
+
 
 class RateCounter(Base):
     """Hits of one key (an account, a client address) in the current window of one scope."""
