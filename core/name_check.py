@@ -90,7 +90,7 @@ def requested_candidates(
     for value in (common_name, *dns_names, *ips):
         try:
             found.update(dict.fromkeys(_candidates_of(value)))
-        except names.InvalidName:
+        except (names.InvalidName, ValueError):
             continue
     return list(found)
 
@@ -99,6 +99,8 @@ def _candidates_of(value: str) -> list[str]:
     """The candidates of what `prepare` will make of a name, cheaply: an ASCII DNS name only
     needs lower case (IDNA is for the rest); an invalid one is refused by `prepare` anyway."""
     text = value.strip()
+    if not text.isprintable():
+        return []  # a control character: never a name, refused by `prepare`, never a query
     if ":" in text or text.replace(".", "").isdigit():
         return [str(names.parse_ip(text))]  # an address is covered by itself only
     if text.isascii():
