@@ -9,7 +9,7 @@ from flask_cors import CORS
 from flask_openapi3.models.info import Info
 from flask_openapi3.openapi import OpenAPI
 from flask_openapi3_swagger.templates import swagger_html_string  # type: ignore[import-untyped]
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from account_api import observability
 from account_api.accounts.views import bp as accounts_bp
@@ -46,11 +46,29 @@ class UnsupportedMediaType(ApiError):
     status, title = 415, "Unsupported Media Type"
 
 
+class BodyTimeout(ApiError):
+    status, title = 408, "Request Timeout"
+
+
+def _read_body() -> bytes:
+    """The whole body (cached for the view), or 408 when the client sends it too slowly."""
+    try:
+        return request.get_data(cache=True)  # 413 above MAX_CONTENT_LENGTH
+    except ClientDisconnected as exc:
+        # Werkzeug reports a read that failed as a disconnection; a read that timed out
+        # (gunicorn.conf.py's CLIENT_IO_TIMEOUT_SECONDS) is the client being too slow.
+        if isinstance(exc.__context__, TimeoutError):
+            raise BodyTimeout(
+                "the request body did not arrive in time", {"Connection": "close"}
+            ) from None
+        raise
+
+
 def _check_body() -> None:
     # Read every body within the limit, also one the answer will not use (404, 405): bytes
     # left unread on a keep-alive connection would have to be drained by the server, which
     # gives up past 64 KiB. A body over the limit raises 413 here (see gunicorn.conf.py).
-    data = request.get_data(cache=True)
+    data = _read_body()
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is None and len(data) >= limit and request.stream.read(1):
         # A chunked body is cut at the limit rather than refused: anything after it is too much.

@@ -93,6 +93,7 @@ _DOMAIN_STATUS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.Conflict: (409, "Conflict"),
     domain.Gone: (410, "Gone"),
     domain.RateLimited: (429, "Too Many Requests"),
+    domain.Busy: (503, "Service Unavailable"),
 }
 
 
@@ -105,7 +106,7 @@ def domain_problem(exc: domain.DomainError) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, domain.Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="tessera"'
-    if isinstance(exc, domain.RateLimited):
+    if isinstance(exc, domain.TryLater):
         headers["Retry-After"] = str(exc.retry_after)
     errors = [{"loc": list(f.field), "msg": f.msg} for f in exc.fields]
     return problem(status, title, exc.detail, headers, **({"errors": errors} if errors else {}))

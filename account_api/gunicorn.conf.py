@@ -16,13 +16,37 @@ from schema.settings import CommonSettings
 _settings = CommonSettings()
 
 bind = f"{_settings.host}:{_settings.account_api_port}"
-# argon2 is CPU-bound: one process per core, a few threads each for the I/O between hashes.
+# argon2 is CPU-bound: one process per core. Each serves its connections as gevent
+# greenlets: a client that sends its headers or body slowly holds a greenlet (a few KiB),
+# not one of a handful of threads, so it cannot starve everyone else (docs/architecture.md).
 workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread"
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 timeout = 30
 graceful_timeout = 30
+# Also the limit on how long a request's headers may take to arrive (Gunicorn's gevent
+# worker reads every request's headers under this deadline).
 keepalive = 5
+# How long one read of a request body (or one write of a reply) may wait for the client.
+CLIENT_IO_TIMEOUT_SECONDS = float(os.environ.get("CLIENT_IO_TIMEOUT_SECONDS", "10"))
+
+
+def _gevent_worker_with_io_timeout() -> type:
+    """Gunicorn's gevent worker, with a timeout on every read and write of a client socket.
+
+    Imported here, when Gunicorn reads this setting, like its own "gevent" worker class."""
+    from gunicorn.workers.base_async import AsyncWorker
+    from gunicorn.workers.ggevent import GeventWorker
+
+    class Worker(GeventWorker):  # type: ignore[misc]
+        def handle(self, listener: Any, client: Any, addr: Any) -> None:
+            # In place of GeventWorker.handle, which makes the socket block without limit.
+            client.settimeout(CLIENT_IO_TIMEOUT_SECONDS)
+            AsyncWorker.handle(self, listener, client, addr)
+
+    return Worker
+
+
+worker_class = _gevent_worker_with_io_timeout
 max_requests = 10000
 max_requests_jitter = 1000
 # The app logs every request as a JSON line with its request id; Gunicorn's own

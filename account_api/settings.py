@@ -25,6 +25,8 @@ class AccountSettings(CommonSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_max_failures_per_client: int = Field(default=50, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    # Sign-ups from one client address per hour (each costs an argon2 hash).
+    signup_rate_per_hour: int = Field(default=30, ge=1)
 
     # Origins allowed to call the token endpoint from a browser (the certificate /docs).
     cors_origins: list[str] = Field(default_factory=list)

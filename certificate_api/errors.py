@@ -41,6 +41,10 @@ class ApiError(Exception):
         self.errors = errors
 
 
+class BadRequest(ApiError):
+    status, title = 400, "Bad Request"
+
+
 class ServiceUnavailable(ApiError):
     status, title = 503, "Service Unavailable"
 
@@ -64,6 +68,7 @@ _STATUS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.Conflict: (409, "Conflict"),
     domain.Gone: (410, "Gone"),
     domain.RateLimited: (429, "Too Many Requests"),
+    domain.Busy: (503, "Service Unavailable"),
 }
 # Where this service carries the domain fields that are not in a request body.
 _OUTSIDE_BODY: dict[str, list[str | int]] = {
@@ -88,7 +93,7 @@ def domain_problem(exc: domain.DomainError) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, domain.Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="tessera"'
-    if isinstance(exc, domain.RateLimited):
+    if isinstance(exc, domain.TryLater):
         headers["Retry-After"] = str(exc.retry_after)
     detail, extra = exc.detail, {}
     if exc.fields:
@@ -199,10 +204,12 @@ _EXAMPLES = {
     401: "missing, invalid or expired access token",
     403: "only the certificate's owner can download its private key",
     404: "no such certificate",
+    408: "the request body did not arrive within 10 s",
     409: "a revoked certificate cannot be activated",
     410: "the private key was destroyed or never held",
     413: "request body is larger than the 64 KiB limit",
     415: "request body must be application/json",
+    429: "at most 600 certificates a minute per account; retry later",
     422: "invalid request: body.dns_names.0: 'exa mple.com': label 'exa mple' must be ...",
     503: "the service is at capacity; retry shortly",
 }

@@ -27,7 +27,8 @@ _settings = CommonSettings()
 
 bind = f"{_settings.host}:{_settings.certificate_api_port}"
 workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
-worker_class = "uvicorn_worker.UvicornWorker"
+# Uvicorn workers that also close connections whose headers come too slowly.
+worker_class = "certificate_api.workers.HeaderTimeoutWorker"
 reuse_port = True
 timeout = 30
 graceful_timeout = 20  # a stopping worker's time for the requests in flight

@@ -58,7 +58,10 @@ def create_app(settings: CertificateSettings | None = None) -> FastAPI:
     )
     register_error_handlers(app)
     app.add_middleware(
-        EdgeMiddleware, max_body_bytes=settings.max_body_bytes, max_in_flight=settings.max_in_flight
+        EdgeMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_in_flight=settings.max_in_flight,
+        body_timeout=settings.body_timeout_seconds,
     )
     app.include_router(certificates_router)
     app.include_router(renewal_router)

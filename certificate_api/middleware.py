@@ -1,4 +1,9 @@
-"""The edge of every request: id, size and type checks, load shedding, metrics, access log."""
+"""The edge of every request: id, size and type checks, load shedding, metrics, access log.
+
+A request's body is read here, whole and under a deadline, before the request counts as
+in flight: a client sending its body slowly holds a coroutine and at most
+`max_body_bytes` of memory, never a place under `MAX_IN_FLIGHT` that others need.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import time
 import uuid
 from typing import Any
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from certificate_api.errors import problem
@@ -25,13 +31,20 @@ class _TooLarge(Exception):
     pass
 
 
+class _Disconnected(Exception):
+    pass
+
+
 class EdgeMiddleware:
     """Pure ASGI, so it adds little to each request."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_in_flight: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, max_in_flight: int, body_timeout: float = 10.0
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_in_flight = max_in_flight
+        self.body_timeout = body_timeout
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -54,14 +67,34 @@ class EdgeMiddleware:
 
         try:
             rejection = self._reject(scope, headers)
+            if rejection is None and scope["method"] in _BODY_METHODS:
+                try:
+                    receive = _replay(await self._read_body(receive), receive)
+                except _Disconnected:
+                    status_holder[0] = 499  # the client left; nobody to answer
+                    return
+                except _TooLarge:
+                    rejection = self._too_large()
+                except TimeoutError:
+                    rejection = problem(
+                        408,
+                        "Request Timeout",
+                        f"the request body did not arrive within {self.body_timeout:g} s",
+                        {"Connection": "close"},
+                    )
+            if rejection is None and self.in_flight >= self.max_in_flight:
+                rejection = problem(
+                    503,
+                    "Service Unavailable",
+                    "the service is at capacity; retry shortly",
+                    {"Retry-After": "1"},
+                )
             if rejection is not None:
                 await rejection(scope, receive, send_wrapper)
                 return
             self.in_flight += 1
             try:
-                await self.app(scope, self._limited(receive), send_wrapper)
-            except _TooLarge:
-                await self._too_large()(scope, receive, send_wrapper)
+                await self.app(scope, receive, send_wrapper)
             finally:
                 self.in_flight -= 1
         finally:
@@ -89,13 +122,7 @@ class EdgeMiddleware:
         )
 
     def _reject(self, scope: Scope, headers: dict[bytes, bytes]) -> Any:
-        if self.in_flight >= self.max_in_flight:
-            return problem(
-                503,
-                "Service Unavailable",
-                "the service is at capacity; retry shortly",
-                {"Retry-After": "1"},
-            )
+        """A refusal decided by the headers alone (size, media type), else None."""
         if scope["method"] not in _BODY_METHODS:
             return None
         length = headers.get(b"content-length")
@@ -109,16 +136,30 @@ class EdgeMiddleware:
             return problem(415, "Unsupported Media Type", "request body must be application/json")
         return None
 
-    def _limited(self, receive: Receive) -> Receive:
+    async def _read_body(self, receive: Receive) -> bytes:
+        """The whole body, within `max_body_bytes` and `body_timeout` (TimeoutError)."""
+        chunks: list[bytes] = []
         seen = 0
-
-        async def wrapped() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+        with anyio.fail_after(self.body_timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _Disconnected
+                chunk = message.get("body", b"")
+                seen += len(chunk)
                 if seen > self.max_body_bytes:
                     raise _TooLarge
-            return message
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
 
-        return wrapped
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then waits as the server's does
+    (for the disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed

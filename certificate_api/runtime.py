@@ -24,6 +24,7 @@ from certificate_api.settings import CertificateSettings
 from core.issuance import IssuerContext
 from core.name_check import NameRules
 from core.orders import Limits
+from core.rates import IssuanceRate, SlowKeyGate
 from core.statements import Database
 from schema import keyfiles
 from schema.db import make_engine, make_sessionmaker
@@ -45,6 +46,7 @@ class Runtime:
     crl_cache: CrlCache
     responder: ResponderKeeper
     key_pool: KeyPool
+    slow_keys: SlowKeyGate
     db: Database  # async, for the hot routes; opened by the app's lifespan
     names: NameRules  # who may have which names, checked at issuance
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -62,6 +64,8 @@ class Runtime:
             limits=Limits(settings.default_validity_days, settings.max_validity_days),
             idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
             names=self.names,
+            rate=IssuanceRate(settings.issuance_rate_per_minute),
+            slow_keys=self.slow_keys,
         )
 
     @property
@@ -93,6 +97,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.key_pool.close()
+        self.crl_cache.close()
         await self.db.close()
         self.engine.dispose()
 
@@ -153,8 +158,9 @@ async def build_runtime(settings: CertificateSettings) -> Runtime:
         tokens=_token_verifier(settings),
         keyring=keyring,
         authorities=authorities,
-        crl_cache=CrlCache(),
+        crl_cache=CrlCache(settings.effective_database_url),
         key_pool=key_pool,
+        slow_keys=SlowKeyGate(settings.max_slow_key_generations),
         responder=ResponderKeeper(
             keyring,
             KeyType(settings.ocsp_responder_key_type),

@@ -30,6 +30,9 @@ class CertificateSettings(CommonSettings):
     root_crl_validity_days: int = Field(default=365, ge=1)
     # How often each process re-reads the CA rows to pick up a rotated intermediate.
     ca_refresh_seconds: float = Field(default=30.0, gt=0)
+    # How stale a served CRL may be: rebuilds after changes are coalesced over this long.
+    # 0 rebuilds after every change (at the next request).
+    crl_refresh_seconds: float = Field(default=5.0, ge=0)
     # OCSP answers are valid this long; short, because a hold can be released at any time.
     ocsp_validity_hours: int = Field(default=1, ge=1)
     ocsp_responder_key_type: str = "ec-p256"
@@ -52,3 +55,9 @@ class CertificateSettings(CommonSettings):
     request_threads: int | None = Field(default=None, ge=1)
     # Requests in progress beyond this get 503 with Retry-After instead of queueing forever.
     max_in_flight: int = Field(default=256, ge=1)
+    # A request body must arrive whole within this; a slower one is answered 408.
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Certificates one account may have issued per minute (429 with Retry-After past it).
+    issuance_rate_per_minute: int = Field(default=600, ge=1)
+    # RSA keys made on demand (not from the pool) at once per process; past it, 503.
+    max_slow_key_generations: int = Field(default=2, ge=1)

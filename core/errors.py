@@ -59,9 +59,17 @@ class Invalid(DomainError):
         return cls(f"invalid request: {where}: {msg}", [FieldError(tuple(path), msg)])
 
 
-class RateLimited(DomainError):
-    """Too many of these, too fast: try again after `retry_after` seconds."""
+class TryLater(DomainError):
+    """Not now: the same request may succeed after `retry_after` seconds."""
 
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class RateLimited(TryLater):
+    """Too many of these, too fast, from this caller."""
+
+
+class Busy(TryLater):
+    """The service has as much of this work in progress as it takes at once."""

@@ -11,10 +11,10 @@ locked and checked again, and revoked as superseded when asked.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 
-import anyio.to_thread
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import IntegrityError
 
@@ -30,6 +30,7 @@ from core.name_check import Held, NameRules
 from core.orders import Issued, IssueOrder, IssueRequest, Limits, makes_slow_key, prepare, sign
 from core.private_keys import private_key_pem
 from core.queries import CertificateRow
+from core.rates import IssuanceRate, SlowKeyGate
 from core.records import Change, bump_crl_revisions, record_change
 from core.revocation import revoke_row
 from core.statements import Database, Transaction
@@ -44,8 +45,9 @@ SUPERSEDED = "superseded"  # the reason a renewal revokes the certificate it ren
 @dataclass(frozen=True)
 class IssuerContext:
     """What issuing needs from the running service: its database, the issuing CA, the
-    master keys that seal stored private keys, the key pool, the operator's settings, and
-    the rules of who may have which names."""
+    master keys that seal stored private keys, the key pool, the operator's settings, the
+    rules of who may have which names, the issuance rate per account and the process's bound
+    on keys made on demand."""
 
     db: Database
     ca: IssuingCa
@@ -55,6 +57,8 @@ class IssuerContext:
     limits: Limits
     idempotency_ttl: timedelta
     names: NameRules
+    rate: IssuanceRate
+    slow_keys: SlowKeyGate
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,9 @@ async def issue_certificate(
     db = issuer.db
     # Checked before anything else (a deleted account or an old token is refused whatever
     # it asks); storing checks again under a lock, for an account deleted while this
-    # request signs. The same round trip reads the authorizations that may cover the names.
-    actor, grants = await issuer.names.authorize(db, caller, request)
+    # request signs. The same round trip reads the authorizations that may cover the names,
+    # and counts this call against the account's issuance rate.
+    actor, grants = await issuer.names.authorize(db, caller, request, issuer.rate)
     request_fields = dataclasses.asdict(request)
     if renewal is not None:
         request_fields |= renewal.fields()
@@ -136,12 +141,12 @@ async def issue_certificate(
 
 async def _sign(issuer: IssuerContext, order: IssueOrder) -> Issued:
     """Sign, on this event loop: a fraction of a millisecond. Making an RSA key is not, so
-    when the pool has none ready, the signing (with the key's making) goes to a thread."""
+    when the pool has none ready, the signing (with the key's making) goes to a thread, as
+    many at once as the process's bound allows (`Busy` past it)."""
+    signing = functools.partial(sign, order, issuer.ca, issuer.public_base_url, issuer.key_pool)
     if makes_slow_key(order, issuer.key_pool):
-        return await anyio.to_thread.run_sync(
-            sign, order, issuer.ca, issuer.public_base_url, issuer.key_pool
-        )
-    return sign(order, issuer.ca, issuer.public_base_url, issuer.key_pool)
+        return await issuer.slow_keys.run(signing)
+    return signing()
 
 
 def _row(checked: _Checked, issued: Issued) -> CertificateRow:

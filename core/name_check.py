@@ -2,9 +2,10 @@
 valid domain authorization of the account, before anything is signed.
 
 The covering authorizations are read in the round trip that already checks the account
-(`NameRules.authorize`), and share-locked again in the transaction that stores the
-certificate (`Held`), so one deleted or expiring meanwhile stops the issuance: its
-DELETE waits for the lock, or the insert sees it gone.
+(`NameRules.authorize`, which also counts the issuance rate: `core.rates`), and
+share-locked again in the transaction that stores the certificate (`Held`), so one deleted
+or expiring meanwhile stops the issuance: its DELETE waits for the lock, or the insert sees
+it gone.
 """
 
 from __future__ import annotations
@@ -17,7 +18,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ARRAY, ColumnElement, String, Uuid, and_, any_, bindparam, func, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    FromClause,
+    Integer,
+    String,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    func,
+    null,
+    select,
+    true,
+)
 
 from certificate_api.pki import names
 from core import queries
@@ -26,10 +42,12 @@ from core.errors import FieldError, Forbidden
 from core.orders import IssueOrder, IssueRequest
 from core.policy import NamePolicy
 from core.queries import AccountRow
+from core.rates import HitRow, IssuanceRate, hit_query
 from core.statements import Database, Query
 from schema.accounts import Account
 from schema.base import utcnow
 from schema.domains import DomainAuthorization, DomainStatus
+from schema.rates import hit_statement
 from schema.settings import CommonSettings
 from schema.tokens import TokenClaims
 
@@ -72,7 +90,7 @@ def requested_candidates(
     for value in (common_name, *dns_names, *ips):
         try:
             found.update(dict.fromkeys(_candidates_of(value)))
-        except names.InvalidName:
+        except (names.InvalidName, ValueError):
             continue
     return list(found)
 
@@ -81,6 +99,8 @@ def _candidates_of(value: str) -> list[str]:
     """The candidates of what `prepare` will make of a name, cheaply: an ASCII DNS name only
     needs lower case (IDNA is for the rest); an invalid one is refused by `prepare` anyway."""
     text = value.strip()
+    if not text.isprintable():
+        return []  # a control character: never a name, refused by `prepare`, never a query
     if ":" in text or text.replace(".", "").isdigit():
         return [str(names.parse_ip(text))]  # an address is covered by itself only
     if text.isascii():
@@ -104,12 +124,14 @@ def _valid_now() -> ColumnElement[bool]:
 
 
 class CoveringRow(NamedTuple):
-    """The caller's account, and one valid authorization of it that may cover a requested
-    name (outer join: its columns are None when there is none)."""
+    """The caller's account, this issuance's rank in the account's minute (PostgreSQL; None
+    where it is counted apart), and one valid authorization of it that may cover a
+    requested name (outer join: its columns are None when there is none)."""
 
     role: str
     deleted_at: datetime | None
     token_generation: int
+    hits: int | None
     id: uuid.UUID | None
     name: str | None
     include_subdomains: bool | None
@@ -127,9 +149,16 @@ class HeldRow(NamedTuple):
 
 
 def _statements(dialect: str) -> tuple[Query[CoveringRow], Query[HeldRow]]:
+    if dialect == "postgresql":
+        # The count is an INSERT ... RETURNING in a WITH: run once, whatever the join makes.
+        hit = hit_statement(dialect).cte("hit")
+        hits: ColumnElement[Any] = hit.c.hits
+        account: FromClause = Account.__table__.outerjoin(hit, true())
+    else:
+        hits, account = cast(null(), Integer), Account.__table__
     covering = (
-        select(*queries.ACCOUNT_STATE, DA.id, DA.name, DA.include_subdomains)
-        .select_from(Account)
+        select(*queries.ACCOUNT_STATE, hits.label("hits"), DA.id, DA.name, DA.include_subdomains)
+        .select_from(account)
         .outerjoin(
             DA.__table__,
             and_(
@@ -178,6 +207,8 @@ class NameRules:
         self.policy = NamePolicy.parse(settings.name_policy_allow, settings.name_policy_deny)
         self.required = settings.name_authorization == "required"
         self.covering, self.still_valid = _statements(dialect)
+        # Where the count cannot ride on the covering statement, it is a statement of its own.
+        self.hit: Query[HitRow] | None = None if dialect == "postgresql" else hit_query(dialect)
         if not self.required:
             log.warning(
                 "NAME_AUTHORIZATION=open: any account may get a certificate for any name the "
@@ -185,19 +216,29 @@ class NameRules:
             )
 
     async def authorize(
-        self, db: Database, caller: TokenClaims, request: IssueRequest
+        self, db: Database, caller: TokenClaims, request: IssueRequest, rate: IssuanceRate
     ) -> tuple[Actor, list[Grant]]:
         """The caller, judged by its account row (`actor_of`), and the valid authorizations
-        of theirs that may cover the request's names: one round trip."""
+        of theirs that may cover the request's names, with this call counted against the
+        account's issuance `rate` (`RateLimited` past it): one round trip on PostgreSQL."""
         wanted = (
             requested_candidates(request.common_name, request.dns_names, request.ip_addresses)
             if self.required
             else []
         )
+        now = utcnow()
+        counting = rate.params(caller.account_id, now)
+        counted = await db.one(self.hit, **counting) if self.hit is not None else None
         rows = await db.all(
-            self.covering, account_id=caller.account_id, candidates=wanted, now=utcnow()
+            self.covering,
+            account_id=caller.account_id,
+            candidates=wanted,
+            now=now,
+            **(counting if self.hit is None else {}),
         )
         actor = actor_of(rows[0].account if rows else None, caller)
+        hits = counted.hits if counted is not None else rows[0].hits
+        rate.check(hits or 0, now)
         grants = [
             Grant(r.id, r.name, bool(r.include_subdomains))
             for r in rows

@@ -14,6 +14,7 @@ from schema.certificates import (
 )
 from schema.domains import ChallengeType, DomainAuthorization, DomainStatus
 from schema.events import Event, EventState, EventType, WebhookEndpoint
+from schema.rates import RateCounter
 
 __all__ = [
     "Account",
@@ -32,6 +33,7 @@ __all__ = [
     "EventType",
     "IdempotencyKey",
     "LoginFailure",
+    "RateCounter",
     "Role",
     "Status",
     "WebhookEndpoint",

@@ -119,7 +119,12 @@ def engine(database_url: str) -> Any:
 
 
 def account_settings(database_url: str, var_dir: Path, **overrides: Any) -> AccountSettings:
-    values: dict[str, Any] = {"database_url": database_url, "var_dir": var_dir, **FAST_ARGON2}
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "var_dir": var_dir,
+        "signup_rate_per_hour": 10**6,  # the suite signs up hundreds from one address
+        **FAST_ARGON2,
+    }
     values.update(overrides)
     return AccountSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -196,6 +201,8 @@ def certificate_settings(database_url: str, var_dir: Path, **overrides: Any) -> 
         "var_dir": var_dir,
         "key_pool_fill_on_start": False,
         "name_authorization": "open",
+        # Tests read the CRL right after a change; coalescing has tests of its own.
+        "crl_refresh_seconds": 0,
     }
     values.update(overrides)
     return CertificateSettings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -291,6 +298,10 @@ def live(
         # A reverse proxy on this loopback address: tests connect from it to play one.
         "TRUSTED_PROXIES": TEST_PROXY,
         "NAME_AUTHORIZATION": "open",
+        "CRL_REFRESH_SECONDS": "0",
+        "SIGNUP_RATE_PER_HOUR": str(10**6),
+        # Tests issue RSA keys in parallel with an unfilled pool; the bound has its own tests.
+        "MAX_SLOW_KEY_GENERATIONS": "64",
         **{key.upper(): str(value) for key, value in FAST_ARGON2.items()},
     }
     settings = CommonSettings(

@@ -25,6 +25,7 @@ from schema.accounts import LoginFailure
 from schema.base import Base, utcnow
 from schema.certificates import IdempotencyKey
 from schema.events import Event, EventState
+from schema.rates import LONGEST_WINDOW, RateCounter
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,11 @@ def _idempotency_keys(settings: WorkerSettings, now: datetime) -> ColumnElement[
     return IdempotencyKey.created_at < now - timedelta(hours=settings.idempotency_ttl_hours)
 
 
+def _stale_rate_counters(_settings: WorkerSettings, now: datetime) -> ColumnElement[bool]:
+    # A window no limit counts in any more (a later hit would start the row again at 1).
+    return RateCounter.window_start < now - LONGEST_WINDOW
+
+
 KINDS: tuple[Kind, ...] = (
     Kind("delivered_events", Event, (Event.seq,), Event.delivered_at, _delivered_events),
     Kind(
@@ -81,6 +87,15 @@ KINDS: tuple[Kind, ...] = (
         (IdempotencyKey.account_id, IdempotencyKey.operation, IdempotencyKey.key),
         IdempotencyKey.created_at,
         _idempotency_keys,
+    ),
+    # Not indexed on window_start: the table has one row per counted key, and an index on a
+    # column every hit's UPDATE changes would cost each hit PostgreSQL's in-place update.
+    Kind(
+        "stale_rate_counters",
+        RateCounter,
+        (RateCounter.scope, RateCounter.key),
+        RateCounter.window_start,
+        _stale_rate_counters,
     ),
 )
 

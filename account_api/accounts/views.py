@@ -6,13 +6,14 @@ from flask import Response
 from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 
-from account_api.accounts import service
+from account_api.accounts import service, signup_rate
 from account_api.accounts.schemas import AccountCreate, AccountOut, AccountPath, PasswordChange
 from account_api.auth.current import BEARER_SECURITY, current_account
 from account_api.errors import PROBLEM
 from account_api.extensions import session
 from account_api.runtime import client, runtime
 from account_api.schemas import ProblemOut, no_content, problem_responses
+from schema.base import utcnow
 
 bp = APIBlueprint(
     "accounts",
@@ -30,10 +31,13 @@ def _reply(account: object, status: int = 200) -> Response:
 @bp.post(
     "",
     summary="Sign up",
-    responses={201: AccountOut, **problem_responses(409, 413, 415, 422)},
+    responses={201: AccountOut, **problem_responses(400, 408, 409, 413, 415, 422, 429)},
 )
 def create_account(body: AccountCreate) -> Response:
-    """Create a customer account. The email is unique in any letter case."""
+    """Create a customer account. The email is unique in any letter case. At most
+    SIGNUP_RATE_PER_HOUR sign-ups an hour from one client address (429 past it)."""
+    settings = runtime().settings
+    signup_rate.count_signup(session(), client(), settings.signup_rate_per_hour, utcnow())
     new = service.NewAccount(str(body.email), body.password, body.name)
     account = service.create_account(session(), runtime().passwords, new)
     response = _reply(account, 201)

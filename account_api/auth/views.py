@@ -57,7 +57,7 @@ def _credentials() -> tuple[str, str]:
 @bp.post(
     "/token",
     summary="Get an access token",
-    responses={200: TokenOut, **problem_responses(401, 413, 415, 422, 429)},
+    responses={200: TokenOut, **problem_responses(400, 401, 408, 413, 415, 422, 429)},
     openapi_extensions=_REQUEST_BODY,
 )
 def issue_token() -> Response:

@@ -93,7 +93,7 @@ def reply(payload: dict[str, Any], status_code: int = 200, **headers: str) -> Re
     response_model=CertificateCreated,
     response_model_exclude_none=False,
     summary="Issue a certificate",
-    responses=problems(400, 401, 403, 413, 415, 422, 503),
+    responses=problems(400, 401, 403, 408, 413, 415, 422, 429, 503),
 )
 async def issue_certificate(
     body: CertificateCreate,
@@ -182,7 +182,7 @@ async def list_certificates(
     "/{certificate_id}",
     response_model=CertificateOut,
     summary="Hold or release a certificate",
-    responses=problems(401, 403, 404, 409, 422),
+    responses=problems(400, 401, 403, 404, 408, 409, 413, 415, 422),
 )
 async def update_certificate(
     certificate_id: uuid.UUID,
@@ -201,7 +201,7 @@ async def update_certificate(
     "/{certificate_id}/revoke",
     response_model=CertificateOut,
     summary="Revoke a certificate for good",
-    responses=problems(401, 404, 409, 422),
+    responses=problems(400, 401, 404, 408, 409, 413, 415, 422),
 )
 async def revoke_certificate(
     certificate_id: uuid.UUID,

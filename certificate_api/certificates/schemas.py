@@ -28,8 +28,11 @@ EXAMPLE_PEM = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n
 class CertificateCreate(BaseModel):
     """A certificate request: names, and either a key type (we make the key) or a CSR."""
 
+    # strict: `"is_active": 0` or `"validity_days": "90"` is refused as the document says,
+    # not quietly converted.
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -70,7 +73,7 @@ class CertificateUpdate(BaseModel):
     """Hold (false) or release (true) a certificate."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"is_active": False}]}
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"is_active": False}]}
     )
 
     is_active: bool
@@ -80,7 +83,7 @@ class RevokeRequest(BaseModel):
     """Permanent revocation with an RFC 5280 reason."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"reason": "keyCompromise"}]}
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"reason": "keyCompromise"}]}
     )
 
     reason: RevocationReason

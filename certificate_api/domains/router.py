@@ -17,8 +17,8 @@ from schema.base import utcnow
 from schema.domains import ChallengeType, DomainStatus, shown_status
 
 router = APIRouter(prefix="/api/domains", tags=["domains"])
-ERRORS_CREATE = problems(401, 403, 413, 415, 422)
-ERRORS_VALIDATE = problems(401, 404, 409, 422)
+ERRORS_CREATE = problems(400, 401, 403, 408, 413, 415, 422)
+ERRORS_VALIDATE = problems(400, 401, 404, 408, 409, 413, 415, 422)
 
 
 def shape(row: domains.AuthorizationRow, http_port: int) -> dict[str, Any]:

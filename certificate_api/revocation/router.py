@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from certificate_api.deps import RuntimeDep, SessionDep
-from certificate_api.errors import ServiceUnavailable, problems
+from certificate_api.errors import PROBLEM, BadRequest, ServiceUnavailable, problems
 from certificate_api.pki import revocation as pki
 from certificate_api.pki.ca import serial_hex
 from certificate_api.revocation import root, service
@@ -36,7 +36,8 @@ NO_CACHE = "no-cache, max-age=0"
     responses={
         200: {
             "content": {"application/pkix-crl": {}},
-            "description": "every hold and revocation committed before the request",
+            "description": "every hold and revocation committed at least "
+            "CRL_REFRESH_SECONDS before the request",
         },
         304: {"description": "the CRL named by If-None-Match is still current"},
     },
@@ -48,9 +49,11 @@ def get_crl(
 ) -> Response:
     """A complete CRL signed by the current issuing CA: held certificates carry
     `certificateHold`, revoked ones their reason. Rebuilt only when a hold or revocation
-    changed (see docs). Leaves of older intermediates name their own CRL."""
+    changed, at most once per `CRL_REFRESH_SECONDS` (see docs); OCSP is always current.
+    Leaves of older intermediates name their own CRL."""
     validity = timedelta(hours=runtime.settings.crl_validity_hours)
-    crl = service.current_crl(session, runtime.ca, runtime.crl_cache, validity)
+    refresh = timedelta(seconds=runtime.settings.crl_refresh_seconds)
+    crl = service.current_crl(session, runtime.ca, runtime.crl_cache, validity, refresh)
     return _crl_response(crl, if_none_match)
 
 
@@ -82,7 +85,8 @@ def get_crl_of(
     intermediate = authorities.by_serial(serial)
     if intermediate is not None:
         validity = timedelta(hours=runtime.settings.crl_validity_hours)
-        crl = service.current_crl(session, intermediate, runtime.crl_cache, validity)
+        refresh = timedelta(seconds=runtime.settings.crl_refresh_seconds)
+        crl = service.current_crl(session, intermediate, runtime.crl_cache, validity, refresh)
         return _crl_response(crl, if_none_match)
     root_id = authorities.root_ids.get(serial)
     if root_id is None:
@@ -150,13 +154,21 @@ OCSP_DOC: dict[int | str, dict[str, Any]] = {
         "description": "an OCSP response; errors such as malformedRequest are OCSP statuses",
     }
 }
+_NO_OCSP_REQUEST = "an OCSP request (DER, application/ocsp-request) is required in the body"
 
 
 @router.post(
     "/api/ocsp",
     summary="OCSP (RFC 6960), request in the body",
     response_class=Response,
-    responses=OCSP_DOC,
+    responses={
+        **OCSP_DOC,
+        **problems(408, 413),
+        400: {
+            "description": _NO_OCSP_REQUEST,
+            "content": {PROBLEM: {"schema": problems(400)[400]["content"][PROBLEM]["schema"]}},
+        },
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -169,14 +181,21 @@ OCSP_DOC: dict[int | str, dict[str, Any]] = {
 async def ocsp_post(request: Request, runtime: RuntimeDep) -> Response:
     """Send a DER `OCSPRequest` as `application/ocsp-request`; the answer is good, revoked
     (holds say `certificateHold`) or unknown, signed by the delegated responder."""
-    return await _answer(runtime, await request.body())
+    der = await request.body()
+    if not der:  # nothing to answer, not even malformedRequest: that is for a bad request
+        raise BadRequest(_NO_OCSP_REQUEST)
+    return await _answer(runtime, der)
 
 
 @router.get(
     "/api/ocsp/{encoded:path}",
     summary="OCSP (RFC 6960), request base64 in the path",
     response_class=Response,
-    responses=OCSP_DOC,
+    responses={
+        **OCSP_DOC,
+        **problems(404),
+        404: {**problems(404)[404], "description": "the path holds characters no request has"},
+    },
 )
 async def ocsp_get(encoded: str, runtime: RuntimeDep) -> Response:
     """The GET form: the DER request, base64 and then URL-encoded, as the last path segment."""

@@ -7,6 +7,13 @@ from. A request compares the two in one small read: equal means the stored CRL a
 reflects every committed change; different means build one, and publish it with a
 compare-and-set on the CRL number so that concurrent builders in several processes never
 give two different CRLs the same number.
+
+Rebuilds are coalesced: with `refresh` (CRL_REFRESH_SECONDS) above zero, a stored CRL whose
+snapshot is less than `refresh` old is served even when changes were committed after it,
+so a customer toggling a hold as fast as it can causes at most one rebuild per `refresh`
+seconds, not one per toggle. A CRL's thisUpdate is the moment of that snapshot (taken just
+before the rows are read), so "every change committed `refresh` seconds before the
+request is on it" holds. OCSP reads the row itself and is always current.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from certificate_api.authority.directory import Authorities
 from certificate_api.authority.service import IssuingCa
 from certificate_api.pki import revocation as pki
 from certificate_api.pki.ca import Issuer
+from certificate_api.revocation.builder import OFFLOAD_ENTRIES, CrlProcess
 from certificate_api.revocation.responder import ResponderKeeper
 from core.statements import Database, Query
 from schema.base import utcnow
@@ -60,11 +68,27 @@ class Crl:
 
 class CrlCache:
     """The CRL this process last served per issuer, so an unchanged one is not even re-read
-    from the DB."""
+    from the DB; with a database URL, big CRLs are built in a helper process (`builder.py`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, database_url: str | None = None) -> None:
         self.crls: dict[uuid.UUID, Crl] = {}
         self.build_lock = threading.Lock()  # one build per process at a time
+        self.helper = CrlProcess(database_url) if database_url else None
+
+    def build(
+        self, session: Session, ca: IssuingCa, state: _State, validity: timedelta
+    ) -> Crl | None:
+        """Build and publish a CRL from `state`: in the helper process when it is big."""
+        if self.helper is not None and state.entries >= OFFLOAD_ENTRIES:
+            session.rollback()  # nothing held open while the helper works
+            built: Crl | None = self.helper.build(ca, state, validity)
+            return built
+        return _build(session, ca, state, validity)
+
+    def close(self) -> None:
+        """Stop the helper process, if one was started."""
+        if self.helper is not None:
+            self.helper.close()
 
 
 def ensure_crl_state(session: Session, issuer_id: uuid.UUID) -> None:
@@ -125,18 +149,26 @@ def revoked_entries(
     return entries
 
 
-def current_crl(session: Session, ca: IssuingCa, cache: CrlCache, validity: timedelta) -> Crl:
-    """The CRL reflecting every change committed before this call; built only if needed."""
+def current_crl(
+    session: Session,
+    ca: IssuingCa,
+    cache: CrlCache,
+    validity: timedelta,
+    refresh: timedelta = timedelta(0),
+) -> Crl:
+    """The CRL reflecting every change committed `refresh` before this call (with `refresh`
+    zero: every change committed before it); built only if needed."""
+    asked_at = utcnow()
     wanted: int | None = None  # every change committed before this call is at or below it
     for _ in range(5):
         state = _state(session, ca.id)
         wanted = state.revision if wanted is None else wanted
-        if not _covers(state, wanted, validity):
+        if not _covers(state, wanted, validity, asked_at - refresh):
             with cache.build_lock:
                 state = _state(session, ca.id)
                 # Another thread or process may have built one meanwhile that is new enough.
-                if not _covers(state, wanted, validity):
-                    built = _build(session, ca, state, validity)
+                if not _covers(state, wanted, validity, asked_at - refresh):
+                    built = cache.build(session, ca, state, validity)
                     if built is not None:
                         cache.crls[ca.id] = built
                         return built
@@ -155,10 +187,14 @@ class _State:
     crl_number: int
     this_update: datetime | None
     next_update: datetime | None
+    # Before the snapshot was taken: every change committed before this moment is in it.
+    read_at: datetime
+    entries: int = 0  # on the published CRL
 
 
 def _state(session: Session, issuer_id: uuid.UUID) -> _State:
     session.rollback()  # a fresh snapshot: see everything committed until now
+    read_at = utcnow()
     revision = (
         select(func.coalesce(func.sum(CrlRevision.revision), 0))
         .where(CrlRevision.issuer_id == issuer_id)
@@ -171,19 +207,24 @@ def _state(session: Session, issuer_id: uuid.UUID) -> _State:
             CrlState.crl_number,
             CrlState.this_update,
             CrlState.next_update,
+            CrlState.entries,
         ).where(CrlState.issuer_id == issuer_id)
     ).one_or_none()
     if row is None:
         ensure_crl_state(session, issuer_id)
-        return _State(0, None, 0, None, None)
-    return _State(*row)
+        return _State(0, None, 0, None, None, read_at)
+    revision, built_revision, number, this_update, next_update, entries = row
+    return _State(revision, built_revision, number, this_update, next_update, read_at, entries)
 
 
-def _covers(state: _State, revision: int, validity: timedelta) -> bool:
-    """Built from `revision` or later, and less than half its validity old."""
-    if state.built_revision is None or state.built_revision < revision:
+def _covers(state: _State, revision: int, validity: timedelta, fresh_after: datetime) -> bool:
+    """Less than half its validity old, and built from `revision` or later, or from a
+    snapshot taken after `fresh_after` (a coalesced rebuild: recent enough)."""
+    if state.built_revision is None or state.this_update is None:
         return False
-    return state.this_update is not None and utcnow() < state.this_update + validity / 2
+    if utcnow() >= state.this_update + validity / 2:
+        return False
+    return state.built_revision >= revision or state.this_update > fresh_after
 
 
 def _stored(session: Session, issuer_id: uuid.UUID, state: _State, cache: CrlCache) -> Crl | None:
@@ -206,7 +247,8 @@ def _stored(session: Session, issuer_id: uuid.UUID, state: _State, cache: CrlCac
 def _build(session: Session, ca: IssuingCa, state: _State, validity: timedelta) -> Crl | None:
     """Build from the current rows and publish if nobody published a newer number meanwhile."""
     started = time.perf_counter()
-    now = utcnow().replace(microsecond=0)
+    # thisUpdate: no later than the snapshot the rows come from (whole seconds, rounded down).
+    now = state.read_at.replace(microsecond=0)
     entries = revoked_entries(session, ca.id, now, validity)
     number = state.crl_number + 1
     der = pki.build_crl(ca.issuer, entries, number, now, now + validity)

@@ -27,6 +27,7 @@ def test_requests_beyond_the_limit_get_503_with_retry_after(
         "DATABASE_URL": database_url,
         "VAR_DIR": str(var_dir),
         "MAX_IN_FLIGHT": "4",
+        "MAX_SLOW_KEY_GENERATIONS": "64",  # this test is about MAX_IN_FLIGHT alone
         "KEY_POOL_FILL_ON_START": "false",
         "NAME_AUTHORIZATION": "open",
         "KEY_POOL_SIZES": "{}",

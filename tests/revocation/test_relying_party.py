@@ -391,13 +391,22 @@ def foreign_certificate() -> tuple[x509.Certificate, x509.Certificate]:
 
 
 def test_malformed_request_gets_malformed_request(party: Party) -> None:
-    for body in (b"", b"not der at all", b"\x30\x03\x02\x01\x01"):
+    for body in (b"not der at all", b"\x30\x03\x02\x01\x01"):
         assert post_ocsp(party, body).response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
     for path in ("%%%", "!!!!", "AAAA"):
         response = httpx.get(f"{party.certs}/api/ocsp/{path}")
         assert response.status_code == 200
         status = ocsp.load_der_ocsp_response(response.content).response_status
         assert status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def test_a_post_without_a_request_is_a_400_problem(party: Party) -> None:
+    response = httpx.post(
+        f"{party.certs}/api/ocsp", content=b"", headers={"Content-Type": "application/ocsp-request"}
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "OCSP request" in response.json()["detail"]
 
 
 def test_another_cas_certificate_is_unauthorized(party: Party) -> None:

@@ -18,6 +18,7 @@ from schema.base import utcnow
 from schema.certificates import IdempotencyKey
 from schema.db import make_sessionmaker
 from schema.events import Event, EventType, event_values
+from schema.rates import LONGEST_WINDOW, RateCounter
 from tests.webhooks.conftest import World
 from worker import retention
 from worker.schedule import Job, Schedule
@@ -93,7 +94,12 @@ def test_prune_deletes_only_what_expired_and_never_an_undelivered_event(world: W
     settings = world.worker_settings(None)
     deleted = retention.prune(make_sessionmaker(world.engine), settings)
 
-    assert deleted == {"delivered_events": 1, "login_failures": 1, "expired_idempotency_keys": 1}
+    assert deleted == {
+        "delivered_events": 1,
+        "login_failures": 1,
+        "expired_idempotency_keys": 1,
+        "stale_rate_counters": 0,  # the sign-ups' and issuances' counts of this window
+    }
     assert event_ids(world) == before - {seeded["old_delivered"]}
     assert seeded["kept"] <= event_ids(world)
     with world.engine.connect() as conn:
@@ -101,6 +107,31 @@ def test_prune_deletes_only_what_expired_and_never_an_undelivered_event(world: W
         assert set(conn.scalars(select(IdempotencyKey.key))) == {"fresh-key"}
     # Nothing more to do: a second run deletes nothing.
     assert set(retention.prune(make_sessionmaker(world.engine), settings).values()) == {0}
+
+
+def test_rate_counters_no_window_counts_any_more_are_pruned(world: World) -> None:
+    from account_api.accounts import signup_rate
+    from core import rates
+
+    assert rates.MINUTE <= LONGEST_WINDOW and signup_rate.HOUR <= LONGEST_WINDOW
+    customer = world.customer()  # a real sign-up and a real issuance each count a hit
+    world.issue(customer, common_name="counted.example.com")
+    with world.engine.begin() as conn:
+        counted = set(conn.execute(select(RateCounter.scope, RateCounter.key)).tuples())
+        assert {scope for scope, _ in counted} == {"signup", "issue"}
+        for key, age in (("stale", LONGEST_WINDOW + timedelta(minutes=1)), ("recent", DAY / 48)):
+            conn.execute(
+                insert(RateCounter).values(
+                    scope="signup", key=key, window_start=utcnow() - age, count=3
+                )
+            )
+
+    deleted = retention.prune(make_sessionmaker(world.engine), world.worker_settings(None))
+
+    assert deleted["stale_rate_counters"] == 1
+    with world.engine.connect() as conn:
+        left = set(conn.execute(select(RateCounter.scope, RateCounter.key)).tuples())
+    assert left == counted | {("signup", "recent")}
 
 
 def test_a_zero_period_keeps_that_kind_forever(world: World) -> None:
