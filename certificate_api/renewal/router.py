@@ -36,7 +36,7 @@ class RenewBody(BaseModel):
     status_code=201,
     response_model=CertificateCreated,
     summary="Renew a certificate",
-    responses=problems(401, 403, 404, 409, 422),
+    responses=problems(400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 503),
 )
 async def renew(
     certificate_id: uuid.UUID,
