@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 from schema.base import rfc3339
+
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]
 KeyTypeName = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
@@ -136,3 +139,11 @@ class ListQuery(BaseModel):
     expires_before: AwareDatetime | None = Field(
         default=None, description="only those whose notAfter is earlier (RFC 3339, with offset)"
     )
+
+    @field_validator("expires_before", mode="before")
+    @classmethod
+    def _rfc3339_only(cls, value: object) -> object:
+        # Pydantic would also read a number as Unix time: the document promises RFC 3339.
+        if value is not None and not (isinstance(value, str) and RFC3339.fullmatch(value)):
+            raise ValueError("must be an RFC 3339 date-time with an offset")
+        return value

@@ -15,6 +15,7 @@ class DomainCreate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # `"include_subdomains": 0` is refused, as the document says
         json_schema_extra={"examples": [{"name": "example.com", "include_subdomains": True}]},
     )
 
@@ -27,7 +28,7 @@ class DomainCreate(BaseModel):
 class ValidateRequest(BaseModel):
     """Which challenge to check."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     type: Literal["http-01", "dns-01"]
 

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/certificates", tags=["certificates"])
 class RenewBody(BaseModel):
     """What may change in a renewal: validity, and the key (a CSR keeps it with you)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     validity_days: int | None = Field(default=None, ge=1, description="default as for issuance")
     csr: str | None = Field(
