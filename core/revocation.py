@@ -69,11 +69,17 @@ async def revoke(
             await bump_crl_revisions(tx, [cert])
             if await updated.one() is None:  # revoked by a concurrent request (SQLite)
                 raise Conflict("the certificate is already revoked")
-    except (IntegrityError, Conflict):
+    except (IntegrityError, Conflict) as exc:
         # A twin with the same Idempotency-Key got there first: its answer is ours (or
         # refused if the key came with another request).
         if await replay(db, account_id, REVOKE, idem):
             return Changed((await visible_to(db, certificate_id, caller))[0], False)
+        # Without row locks (SQLite) a concurrent revocation can commit first and make one of
+        # this transaction's inserts (a blocked key) collide before its update says so.
+        if isinstance(exc, IntegrityError):
+            now_row = (await visible_to(db, certificate_id, caller))[0]
+            if now_row.revoked_at is not None:
+                raise Conflict("the certificate is already revoked") from None
         raise
     return Changed(cert, True)
 
