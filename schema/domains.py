@@ -29,6 +29,7 @@ class ChallengeType(enum.StrEnum):
 
     HTTP_01 = "http-01"
     DNS_01 = "dns-01"
+    TLS_ALPN_01 = "tls-alpn-01"  # RFC 8737; offered through ACME only
 
 
 class DomainAuthorization(Base):

@@ -79,6 +79,11 @@ class CommonSettings(BaseSettings):
     caa_identities: str = Field(default="", description="issuer domains, comma-separated")
     validation_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    # ACME (RFC 8555): core/acme/, certificate_api/acme/.
+    acme_eab_ttl_hours: int = Field(default=24, ge=1, le=24 * 365)
+    acme_orders_per_hour: int = Field(default=300, ge=1)
+    acme_failed_validations_per_hour: int = Field(default=60, ge=1)
+
     @field_validator("public_base_url", "account_api_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
