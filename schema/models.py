@@ -1,5 +1,6 @@
 """Every table, imported in one place so the metadata is complete wherever it is used."""
 
+from schema.accounts import Account, LoginFailure, Role
 from schema.acme import (
     AcmeAccount,
     AcmeAuthorization,
@@ -8,7 +9,6 @@ from schema.acme import (
     AcmeNonce,
     AcmeOrder,
 )
-from schema.accounts import Account, LoginFailure, Role
 from schema.base import Base
 from schema.certificates import (
     CaRole,

@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import josepy
-from sqlalchemy import select, update
+from josepy.errors import DeserializationError
+from josepy.jwk import JWK
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certificate_api.pki.sealing import Keyring, SealedKey, seal, unseal
 from core.acme import jws
+from core.acme.jws import load_jwk
 from core.acme.problems import AcmeProblem, malformed, unauthorized
 from core.actors import actor_of
 from core.queries import AccountRow
@@ -79,7 +81,7 @@ def make_eab_key(session: Session, keyring: Keyring, caller: TokenClaims, ttl: t
     return EabKey(key_id, b64url(mac_key), now + ttl)
 
 
-def by_key(session: Session, key: josepy.JWK) -> AcmeAccount | None:
+def by_key(session: Session, key: JWK) -> AcmeAccount | None:
     """The account registered with this key, if any."""
     return session.scalars(
         select(AcmeAccount).where(AcmeAccount.thumbprint == jws.thumbprint(key))
@@ -122,7 +124,7 @@ def register(
     session: Session,
     keyring: Keyring,
     request: jws.Jws,
-    key: josepy.JWK,
+    key: JWK,
 ) -> tuple[AcmeAccount, bool]:
     """newAccount: the account of this key (returns it, and False), or a new one bound by
     the request's external account binding (True). Commits."""
@@ -168,7 +170,7 @@ def register(
 
 
 def _bound_key(
-    session: Session, keyring: Keyring, binding: Any, url: str | None, key: josepy.JWK
+    session: Session, keyring: Keyring, binding: Any, url: str | None, key: JWK
 ) -> AcmeEabKey:
     """The external account binding (RFC 8555 section 7.3.4), checked: a JWS by the EAB key
     over the account key, for this URL; the EAB key unused, unexpired, its customer live.
@@ -179,8 +181,8 @@ def _bound_key(
     if "nonce" in inner.protected:
         raise malformed("the external account binding must not carry a nonce")
     try:
-        signed_key = josepy.JWK.from_json(json.loads(inner.payload))
-    except (ValueError, TypeError, josepy.DeserializationError):
+        signed_key = load_jwk(json.loads(inner.payload))
+    except (ValueError, TypeError, DeserializationError):
         raise malformed("the external account binding's payload is not a JWK") from None
     if jws.thumbprint(signed_key) != jws.thumbprint(key):
         raise malformed("the external account binding signs another key than the account's")
@@ -232,8 +234,8 @@ def change_key(
         raise malformed("the key change names another account than the one signing it")
     old = payload.get("oldKey")
     try:
-        old_key = josepy.JWK.from_json(old)
-    except (josepy.DeserializationError, ValueError, TypeError):
+        old_key = load_jwk(old)
+    except (DeserializationError, ValueError, TypeError):
         raise malformed("oldKey is not a JWK") from None
     if jws.thumbprint(old_key) != account.thumbprint:
         raise malformed("oldKey is not the account's current key")
@@ -254,11 +256,8 @@ def change_key(
     return account
 
 
-def deactivate_customer_accounts(session: Session, account_id: uuid.UUID) -> None:
-    """The customer is being deleted: its ACME accounts stop acting for it (the caller's
-    transaction commits it)."""
-    session.execute(
-        update(AcmeAccount)
-        .where(AcmeAccount.account_id == account_id)
-        .values(status=AcmeAccountStatus.DEACTIVATED.value, updated_at=utcnow())
-    )
+def claims_of(account_id: uuid.UUID) -> TokenClaims:
+    """The credential an ACME account acts with in the core's calls: its customer's
+    account, valid whatever tokens the customer signed out (an ACME account's key is its own
+    credential; deleting the customer deactivates it)."""
+    return TokenClaims(account_id, "acme", float("inf"), generation=2**62)

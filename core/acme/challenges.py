@@ -116,7 +116,7 @@ def record(session: Session, claimed: ClaimedChallenge, error: str | None, days:
     challenge, authz, order, account = found
     challenge.leased_until = None
     if error is None:
-        _passed(session, challenge, authz, order, account, days, now)
+        _passed(session, (challenge, authz, order, account), days, now)
     else:
         problem = AcmeProblem(error_kind(challenge.type, error), error)
         challenge.status = ChallengeStatus.INVALID.value
@@ -133,15 +133,13 @@ def record(session: Session, claimed: ClaimedChallenge, error: str | None, days:
 
 def _passed(
     session: Session,
-    challenge: AcmeChallenge,
-    authz: AcmeAuthorization,
-    order: AcmeOrder,
-    account: AcmeAccount,
+    rows: tuple[AcmeChallenge, AcmeAuthorization, AcmeOrder, AcmeAccount],
     days: int,
     now: datetime,
 ) -> None:
     """A passed challenge: the customer's domain authorization for the name (a wildcard's
     with include_subdomains), the ACME authorization valid, the order ready once all are."""
+    challenge, authz, order, account = rows
     challenge.status = ChallengeStatus.VALID.value
     challenge.validated_at = now
     customer = session.get(Account, account.account_id)

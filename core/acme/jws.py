@@ -12,10 +12,13 @@ import binascii
 import hmac
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-import josepy
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from josepy.b64 import b64decode
+from josepy.errors import DeserializationError
+from josepy.jwa import ES256, ES384, HS256, HS384, HS512, RS256
+from josepy.jwk import JWK
 
 from core.acme.problems import AcmeProblem, malformed
 from core.validation import b64url
@@ -23,11 +26,11 @@ from core.validation import b64url
 # RFC 8555 section 6.2: servers must support ES256 and should support RS256 (certbot's and
 # lego's RSA keys); ES384 for P-384 keys. Never "none", never a MAC for an account key.
 ACCOUNT_ALGORITHMS = {
-    "RS256": josepy.RS256,
-    "ES256": josepy.ES256,
-    "ES384": josepy.ES384,
+    "RS256": RS256,
+    "ES256": ES256,
+    "ES384": ES384,
 }
-EAB_ALGORITHMS = {"HS256": josepy.HS256, "HS384": josepy.HS384, "HS512": josepy.HS512}
+EAB_ALGORITHMS = {"HS256": HS256, "HS384": HS384, "HS512": HS512}
 MIN_RSA_BITS = 2048
 _CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1}
 _FLATTENED = frozenset({"protected", "payload", "signature"})
@@ -37,7 +40,7 @@ def _b64decode(value: Any, what: str) -> bytes:
     if not isinstance(value, str):
         raise malformed(f"{what} is not a base64url string")
     try:
-        return josepy.b64.b64decode(value)
+        return b64decode(value)
     except (binascii.Error, ValueError):
         raise malformed(f"{what} is not valid base64url") from None
 
@@ -128,14 +131,21 @@ def parse(document: Any, *, algorithms: dict[str, Any] = ACCOUNT_ALGORITHMS) -> 
     )
 
 
-def account_key(jwk: dict[str, Any]) -> josepy.JWK:
+def load_jwk(value: Any) -> JWK:
+    """A JWK from its JSON form; DeserializationError, ValueError or TypeError if it is none."""
+    if not isinstance(value, dict):
+        raise TypeError("a JWK is a JSON object")
+    return cast(JWK, JWK.from_json(value))
+
+
+def account_key(jwk: dict[str, Any]) -> JWK:
     """A public key an account may sign with: RSA of 2048 bits or more, or EC P-256/P-384;
     `badPublicKey` otherwise."""
     if jwk.get("kty") not in ("RSA", "EC"):
         raise AcmeProblem("badPublicKey", "an account key is an RSA or EC public key")
     try:
-        key = josepy.JWK.from_json(jwk)
-    except (josepy.DeserializationError, ValueError, TypeError):
+        key = load_jwk(jwk)
+    except (DeserializationError, ValueError, TypeError):
         raise AcmeProblem("badPublicKey", "the JWK is not a valid public key") from None
     public = key.key
     if isinstance(public, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
@@ -149,17 +159,17 @@ def account_key(jwk: dict[str, Any]) -> josepy.JWK:
     return key
 
 
-def thumbprint(key: josepy.JWK) -> str:
+def thumbprint(key: JWK) -> str:
     """The RFC 7638 thumbprint (SHA-256), base64url: what names an account's key."""
     return b64url(key.thumbprint())
 
 
-def public_jwk(key: josepy.JWK) -> dict[str, Any]:
+def public_jwk(key: JWK) -> dict[str, Any]:
     """The key as stored and shown: its public JWK members only."""
     return dict(key.public_key().to_partial_json())
 
 
-def verify(jws: Jws, key: josepy.JWK) -> None:
+def verify(jws: Jws, key: JWK) -> None:
     """The signature, by `key`, with the header's algorithm, which must suit the key
     (RS256 for RSA; ES256 for P-256, ES384 for P-384); `malformed` when it does not verify."""
     alg = jws.alg

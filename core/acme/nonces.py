@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import josepy
+from josepy.b64 import b64decode
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -60,7 +60,7 @@ class Nonces:
         if not nonce:
             raise bad_nonce("the JWS protected header has no nonce")
         try:
-            raw = josepy.b64.b64decode(nonce)
+            raw = b64decode(nonce)
         except (binascii.Error, ValueError):
             raise bad_nonce("the nonce is not one this server made") from None
         data, tag = raw[: _RANDOM + _STAMP], raw[_RANDOM + _STAMP :]

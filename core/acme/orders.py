@@ -85,7 +85,7 @@ class Identifier:
 def identifier_of(item: Any) -> Identifier:
     """An order's identifier as given, normalized; a problem naming it otherwise."""
     if not isinstance(item, dict) or not isinstance(item.get("value"), str):
-        raise malformed("each identifier is {\"type\", \"value\"}")
+        raise malformed('each identifier is {"type", "value"}')
     kind, value = item.get("type"), item["value"]
     if kind == "ip":
         try:

@@ -9,9 +9,10 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-import josepy
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from josepy.b64 import b64decode
+from josepy.jwk import JWK
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -53,7 +54,7 @@ def certificate_to_revoke(
     session: Session,
     payload: dict[str, Any],
     account: AcmeAccount | None,
-    key: josepy.JWK | None,
+    key: JWK | None,
 ) -> Certificate:
     """The certificate a revokeCert request names, if the signer may revoke it: the ACME
     account of the customer that owns it (`account`), or the certificate's own key (`key`,
@@ -62,7 +63,7 @@ def certificate_to_revoke(
     if not isinstance(encoded, str):
         raise malformed("revokeCert needs the certificate, DER in base64url")
     try:
-        leaf = x509.load_der_x509_certificate(josepy.b64.b64decode(encoded))
+        leaf = x509.load_der_x509_certificate(b64decode(encoded))
     except (binascii.Error, ValueError):
         raise malformed("the certificate is not DER in base64url") from None
     cert = session.scalars(
@@ -84,8 +85,8 @@ def certificate_by_cert_id(session: Session, cert_id: str) -> Certificate:
     try:
         if not dot or not aki_text or not serial_text:
             raise ValueError
-        aki = josepy.b64.b64decode(aki_text)
-        serial = int.from_bytes(josepy.b64.b64decode(serial_text), "big", signed=True)
+        aki = b64decode(aki_text)
+        serial = int.from_bytes(b64decode(serial_text), "big", signed=True)
     except (binascii.Error, ValueError):
         raise malformed("a renewal-info id is base64url(AKI).base64url(serial)") from None
     cert = session.scalars(
