@@ -259,19 +259,20 @@ async def finalize(order_id: str, request: Request, runtime: RuntimeDep) -> Resp
     urls = urls_of(runtime)
     wanted = _id(order_id, "order")
 
-    def begin(session: Session, req: Signed) -> tuple[Any, dict[str, Any]]:
+    def begin(session: Session, req: Signed) -> tuple[Any, dict[str, Any], uuid.UUID]:
         payload = req.jws.json()
         if payload is None:
             raise malformed("finalize needs a payload with the CSR")
-        return orders.begin_finalize(session, req.acting, wanted), payload
+        started = orders.begin_finalize(session, req.acting, wanted)
+        return started, payload, req.acting.account_id
 
-    started, payload = await signed(runtime, request, begin)
+    started, payload, customer = await signed(runtime, request, begin)
     certificate_id, problem = None, None
     try:
         wanted_names = [ident["value"] for ident in started.identifiers]
         issued = await issue_certificate(
             runtime.issuer,
-            accounts.claims_of(started.account_id),
+            accounts.claims_of(customer),
             issue_request(payload, wanted_names),
             idempotency_key=f"acme-order:{started.id}",
         )

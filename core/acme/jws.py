@@ -138,6 +138,11 @@ def load_jwk(value: Any) -> JWK:
     return cast(JWK, JWK.from_json(value))
 
 
+def raw_key(key: JWK) -> Any:
+    """The pyca/cryptography key a JWK holds (josepy wraps it to make it comparable)."""
+    return getattr(key.key, "_wrapped", key.key)
+
+
 def account_key(jwk: dict[str, Any]) -> JWK:
     """A public key an account may sign with: RSA of 2048 bits or more, or EC P-256/P-384;
     `badPublicKey` otherwise."""
@@ -147,7 +152,7 @@ def account_key(jwk: dict[str, Any]) -> JWK:
         key = load_jwk(jwk)
     except (DeserializationError, ValueError, TypeError):
         raise AcmeProblem("badPublicKey", "the JWK is not a valid public key") from None
-    public = key.key
+    public = raw_key(key)
     if isinstance(public, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise AcmeProblem("badPublicKey", "the JWK holds a private key: send the public key only")
     if isinstance(public, rsa.RSAPublicKey) and public.key_size < MIN_RSA_BITS:
@@ -173,7 +178,7 @@ def verify(jws: Jws, key: JWK) -> None:
     """The signature, by `key`, with the header's algorithm, which must suit the key
     (RS256 for RSA; ES256 for P-256, ES384 for P-384); `malformed` when it does not verify."""
     alg = jws.alg
-    public = key.key
+    public = raw_key(key)
     if alg == "RS256" and not isinstance(public, rsa.RSAPublicKey):
         raise AcmeProblem("badSignatureAlgorithm", "RS256 needs an RSA key", algorithms=[alg])
     if alg in _CURVES and not (

@@ -234,7 +234,8 @@ def new_order(
         updated_at=now,
     )
     session.add(order)
-    authzs = []
+    session.flush()  # no ORM relationships: rows go in parent first, flush by flush
+    authzs, pending = [], []
     for ident in identifiers:
         grant = next(((g, at) for g, at in grants if g.covers(ident.name)), None)
         authz = AcmeAuthorization(
@@ -248,19 +249,22 @@ def new_order(
             domain_authorization_id=grant[0].id if grant else None,
             created_at=now,
         )
-        session.add(authz)
         authzs.append(authz)
         if grant is None:
-            for kind in ident.challenge_types():
-                session.add(
-                    AcmeChallenge(
-                        id=uuid.uuid4(),
-                        authorization_id=authz.id,
-                        type=kind.value,
-                        token=validation.new_token(),
-                        status=ChallengeStatus.PENDING.value,
-                    )
-                )
+            pending.append((authz, ident))
+    session.add_all(authzs)
+    session.flush()
+    session.add_all(
+        AcmeChallenge(
+            id=uuid.uuid4(),
+            authorization_id=authz.id,
+            type=kind.value,
+            token=validation.new_token(),
+            status=ChallengeStatus.PENDING.value,
+        )
+        for authz, ident in pending
+        for kind in ident.challenge_types()
+    )
     if all(a.status == AuthzStatus.VALID for a in authzs):
         order.status = OrderStatus.READY.value
         order.expires_at = min([order.expires_at, *(a.expires_at for a in authzs)])

@@ -16,6 +16,7 @@ from josepy.jwk import JWK
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.acme.jws import raw_key
 from core.acme.problems import AcmeProblem, malformed, not_found, unauthorized
 from schema.acme import AcmeAccount
 from schema.certificates import Certificate
@@ -73,7 +74,7 @@ def certificate_to_revoke(
         raise not_found("certificate issued by this CA")
     if account is not None and account.account_id != cert.account_id:
         raise unauthorized("the certificate is not this account's")
-    if key is not None and _spki(key.key) != _spki(leaf.public_key()):
+    if key is not None and _spki(raw_key(key)) != _spki(leaf.public_key()):
         raise unauthorized("the JWS is signed by neither the certificate's key nor its owner")
     return cert
 
