@@ -1,0 +1,229 @@
+"""certbot, unchanged, against the live ACME server: account registration with external
+account binding, http-01 (standalone), a wildcard through dns-01 (manual hooks), renewal
+and revocation, each result checked by OpenSSL, the REST API, OCSP and the webhook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+
+from tests.acme.conftest import (
+    AcmeStack,
+    Certbot,
+    Eab,
+    certificates_in,
+    check_issued,
+    check_revoked,
+    random_base,
+    rest_certificate,
+)
+from tests.conftest import Customer
+
+
+def standalone(stack: AcmeStack, name: str) -> list[str]:
+    """certonly with certbot's own http-01 server, where the validator looks."""
+    return [
+        "certonly",
+        "--standalone",
+        "--http-01-address",
+        "127.0.0.1",
+        "--http-01-port",
+        str(stack.http_port),
+        "-d",
+        name,
+        "--cert-name",
+        name,
+    ]
+
+
+def live_dir(root: Path, name: str) -> Path:
+    return root / "config" / "live" / name
+
+
+def test_register_with_external_account_binding(
+    run_certbot: Certbot, eab: Eab, acme_customer: Customer, tmp_path: Path
+) -> None:
+    key_id, hmac_key = eab(acme_customer)
+    result = run_certbot(
+        ["register", "--eab-kid", key_id, "--eab-hmac-key", hmac_key, "-m", acme_customer.email],
+        tmp_path,
+    )
+    assert "Account registered" in result.stdout + result.stderr
+    # The account as the server keeps it (POST-as-GET on the account URL).
+    shown = run_certbot(["show_account"], tmp_path)
+    assert acme_customer.email in shown.stdout, shown.stdout
+
+
+def test_register_without_external_account_binding_is_refused(
+    run_certbot: Certbot, acme_customer: Customer, tmp_path: Path
+) -> None:
+    result = run_certbot(["register", "-m", acme_customer.email], tmp_path, check=False)
+    assert result.returncode != 0
+    assert "external account" in (result.stdout + result.stderr).lower(), result.stderr
+    assert not list((tmp_path / "config").glob("accounts/*/*/*/*/regr.json"))
+
+
+def test_the_same_binding_does_not_register_a_second_account(
+    run_certbot: Certbot, eab: Eab, acme_customer: Customer, tmp_path: Path
+) -> None:
+    key_id, hmac_key = eab(acme_customer)
+    register = ["register", "--eab-kid", key_id, "--eab-hmac-key", hmac_key]
+    run_certbot([*register, "-m", acme_customer.email], tmp_path / "first")
+    again = run_certbot([*register, "-m", acme_customer.email], tmp_path / "second", check=False)
+    assert again.returncode != 0, again.stdout
+
+
+def test_certonly_standalone_http01(
+    acme_live: AcmeStack, run_certbot: Certbot, certbot_root: Path, acme_customer: Customer
+) -> None:
+    name = f"www.{random_base()}"
+    run_certbot(standalone(acme_live, name), certbot_root)
+    live = live_dir(certbot_root, name)
+    item = check_issued(acme_live, acme_customer, live / "cert.pem", {name})
+    assert item["common_name"] == name
+    assert item["has_private_key"] is False  # the key stayed with certbot
+    # The certificate URL answered leaf then intermediate: certbot split them accordingly.
+    issuer = certificates_in(acme_live.ca_dir / "issuer.pem")[0]
+    assert certificates_in(live / "chain.pem")[0] == issuer
+    assert certificates_in(live / "fullchain.pem")[:2] == [
+        certificates_in(live / "cert.pem")[0],
+        issuer,
+    ]
+
+
+def test_certonly_rsa_key(
+    acme_live: AcmeStack, run_certbot: Certbot, certbot_root: Path, acme_customer: Customer
+) -> None:
+    name = f"rsa.{random_base()}"
+    run_certbot([*standalone(acme_live, name), "--key-type", "rsa"], certbot_root)
+    item = check_issued(acme_live, acme_customer, live_dir(certbot_root, name) / "cert.pem", {name})
+    assert item["key_type"] == "rsa-2048", item
+
+
+def test_certonly_for_an_ip_address(
+    acme_live: AcmeStack, run_certbot: Certbot, certbot_root: Path, acme_customer: Customer
+) -> None:
+    # RFC 8738: an "ip" identifier, http-01 checked at the address itself. certbot reads a
+    # subject common name as a DNS name: a certificate carrying the address there breaks it.
+    run_certbot(
+        [
+            "certonly",
+            "--standalone",
+            "--http-01-address",
+            "127.0.0.1",
+            "--http-01-port",
+            str(acme_live.http_port),
+            "--ip-address",
+            "127.0.0.1",
+            "--cert-name",
+            "loopback",
+        ],
+        certbot_root,
+    )
+    cert = live_dir(certbot_root, "loopback") / "cert.pem"
+    item = check_issued(acme_live, acme_customer, cert, {"127.0.0.1"})
+    assert item["ip_addresses"] == ["127.0.0.1"], item
+    assert item["dns_names"] == [], item
+
+
+def test_wildcard_through_dns01_manual_hooks(
+    acme_live: AcmeStack, run_certbot: Certbot, certbot_root: Path, acme_customer: Customer
+) -> None:
+    base = random_base()
+    record = f"_acme-challenge.{base}"
+    run_certbot(
+        [
+            "certonly",
+            "--manual",
+            "--preferred-challenges",
+            "dns",
+            "--manual-auth-hook",
+            run_certbot.hook("auth"),
+            "--manual-cleanup-hook",
+            run_certbot.hook("cleanup"),
+            "-d",
+            f"*.{base}",
+            "-d",
+            base,
+            "--cert-name",
+            base,
+        ],
+        certbot_root,
+    )
+    # Two values at one name (the wildcard's and the base name's), both withdrawn since.
+    assert len(set(acme_live.dns.control.added(record))) == 2
+    assert record not in acme_live.dns.zone.txt
+    item = check_issued(
+        acme_live, acme_customer, live_dir(certbot_root, base) / "cert.pem", {f"*.{base}", base}
+    )
+    assert item["key_type"] == "ec-p256", item
+
+
+def test_renew_with_force_renewal(
+    acme_live: AcmeStack, run_certbot: Certbot, certbot_root: Path, acme_customer: Customer
+) -> None:
+    name = f"renew.{random_base()}"
+    run_certbot(standalone(acme_live, name), certbot_root)
+    live = live_dir(certbot_root, name)
+    first = check_issued(acme_live, acme_customer, live / "cert.pem", {name})
+
+    # Without a terminal, certbot would first sleep for up to eight minutes.
+    run_certbot(
+        ["renew", "--force-renewal", "--no-random-sleep-on-renew", "--cert-name", name],
+        certbot_root,
+    )
+    second = check_issued(acme_live, acme_customer, live / "cert.pem", {name})
+    assert second["id"] != first["id"]
+    assert second["serial_number"] != first["serial_number"]
+    # The first one is still the customer's, untouched.
+    leaf = x509.load_pem_x509_certificate(first["certificate_pem"].encode())
+    assert rest_certificate(acme_live, acme_customer, leaf.serial_number)["status"] == "active"
+
+
+def test_revoke_with_the_account_key_for_key_compromise(
+    acme_live: AcmeStack, run_certbot: Certbot, certbot_root: Path, acme_customer: Customer
+) -> None:
+    name = f"revoke.{random_base()}"
+    run_certbot(standalone(acme_live, name), certbot_root)
+    cert = live_dir(certbot_root, name) / "cert.pem"
+    check_issued(acme_live, acme_customer, cert, {name})
+
+    run_certbot(
+        [
+            "revoke",
+            "--cert-path",
+            str(cert),
+            "--reason",
+            "keycompromise",
+            "--no-delete-after-revoke",
+        ],
+        certbot_root,
+    )
+    check_revoked(acme_live, acme_customer, cert, "keyCompromise")
+
+
+def test_revoke_signed_with_the_certificate_key(
+    acme_live: AcmeStack, run_certbot: Certbot, certbot_root: Path, acme_customer: Customer
+) -> None:
+    name = f"bykey.{random_base()}"
+    run_certbot(standalone(acme_live, name), certbot_root)
+    live = live_dir(certbot_root, name)
+    check_issued(acme_live, acme_customer, live / "cert.pem", {name})
+
+    # With --key-path, certbot signs the request with the certificate's key (a JWS with
+    # that "jwk"), not with its account's.
+    run_certbot(
+        [
+            "revoke",
+            "--cert-path",
+            str(live / "cert.pem"),
+            "--key-path",
+            str(live / "privkey.pem"),
+            "--reason",
+            "unspecified",
+            "--no-delete-after-revoke",
+        ],
+        certbot_root,
+    )
+    check_revoked(acme_live, acme_customer, live / "cert.pem", "unspecified")
