@@ -59,6 +59,18 @@ def problem(
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
 
 
+ACME_PREFIX = "/acme/"
+
+
+def acme_type(path: str, status: int) -> str | None:
+    """The ACME error type of a transport-level refusal of an ACME path (RFC 8555 section
+    6.7: ACME clients read `type`), or None for any other path."""
+    if not path.startswith(ACME_PREFIX):
+        return None
+    kind = {429: "rateLimited", 503: "serverInternal"}.get(status, "malformed")
+    return f"urn:ietf:params:acme:error:{kind}"
+
+
 # A domain error's status and title.
 _STATUS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.Invalid: (422, "Unprocessable Content"),
@@ -135,12 +147,14 @@ def register_error_handlers(app: FastAPI) -> None:
         return problem(422, "Unprocessable Content", f"invalid request: {fields}", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         detail = {404: "no such resource", 405: "method not allowed on this resource"}.get(
             exc.status_code, str(exc.detail)
         )
         title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
-        return problem(exc.status_code, title, detail, dict(exc.headers or {}))
+        kind = acme_type(request.url.path, exc.status_code)
+        headers = dict(exc.headers or {})
+        return problem(exc.status_code, title, detail, headers, **({"type": kind} if kind else {}))
 
     @app.exception_handler(SQLAlchemyTimeout)
     async def _pool_exhausted(_request: Request, _exc: SQLAlchemyTimeout) -> Response:

@@ -11,6 +11,10 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from certificate_api import health
+from certificate_api.acme import errors as acme_errors
+from certificate_api.acme.eab import router as eab_router
+from certificate_api.acme.edge import AcmeEdge
+from certificate_api.acme.router import router as acme_router
 from certificate_api.authority.router import router as ca_router
 from certificate_api.certificates.router import router as certificates_router
 from certificate_api.domains.router import router as domains_router
@@ -57,17 +61,21 @@ def create_app(settings: CertificateSettings | None = None) -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": True},
     )
     register_error_handlers(app)
+    acme_errors.register(app)
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.max_body_bytes,
         max_in_flight=settings.max_in_flight,
         body_timeout=settings.body_timeout_seconds,
     )
+    app.add_middleware(AcmeEdge)  # outermost: the edge's own refusals get a nonce too
     app.include_router(certificates_router)
     app.include_router(renewal_router)
     app.include_router(domains_router)
     app.include_router(ca_router)
     app.include_router(revocation_router)
+    app.include_router(eab_router)
+    app.include_router(acme_router)
     app.include_router(health.router)
     _docs_login_via_account_service(app, settings)
     return app

@@ -14,9 +14,10 @@ import uuid
 from typing import Any
 
 import anyio
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from certificate_api.errors import problem
+from certificate_api.errors import ACME_PREFIX, acme_type, problem
 from schema.logs import request_id_var
 from schema.metrics import observe_request
 
@@ -90,7 +91,7 @@ class EdgeMiddleware:
                     {"Retry-After": "1"},
                 )
             if rejection is not None:
-                await rejection(scope, receive, send_wrapper)
+                await _as_acme(scope, rejection)(scope, receive, send_wrapper)
                 return
             self.in_flight += 1
             try:
@@ -132,8 +133,13 @@ class EdgeMiddleware:
             return None
         media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         has_body = length not in (None, b"0") or b"transfer-encoding" in headers
-        if has_body and media_type != b"application/json":
-            return problem(415, "Unsupported Media Type", "request body must be application/json")
+        # ACME requests are JWS (RFC 8555 section 6.2); everything else is JSON.
+        is_acme = scope["path"].startswith(ACME_PREFIX)
+        expected = b"application/jose+json" if is_acme else b"application/json"
+        if has_body and media_type != expected:
+            return problem(
+                415, "Unsupported Media Type", f"request body must be {expected.decode()}"
+            )
         return None
 
     async def _read_body(self, receive: Receive) -> bytes:
@@ -152,6 +158,18 @@ class EdgeMiddleware:
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     return b"".join(chunks)
+
+
+def _as_acme(scope: Scope, rejection: Any) -> Any:
+    """A refusal of an ACME path carries an ACME error type (clients read `type`)."""
+    kind = acme_type(scope["path"], rejection.status_code)
+    if kind is None:
+        return rejection
+    body = orjson.loads(rejection.body)
+    headers = {
+        k: v for k, v in rejection.headers.items() if k not in ("content-length", "content-type")
+    }
+    return problem(body["status"], body["title"], body["detail"], headers, type=kind)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,6 +22,8 @@ from certificate_api.pki.keys import KeyType
 from certificate_api.pki.sealing import Keyring, parse_keyring
 from certificate_api.revocation.service import CrlCache, ResponderKeeper, ensure_crl_state
 from certificate_api.settings import CertificateSettings
+from core.acme.nonces import Nonces
+from core.acme.orders import AcmeLimits
 from core.issuance import IssuerContext
 from core.name_check import NameRules
 from core.orders import Limits
@@ -66,6 +69,18 @@ class Runtime:
             names=self.names,
             rate=IssuanceRate(settings.issuance_rate_per_minute),
             slow_keys=self.slow_keys,
+        )
+
+    @functools.cached_property
+    def nonces(self) -> Nonces:
+        """ACME's nonces: every process derives the same key from the master key."""
+        return Nonces.from_master_key(self.keyring.current.key)
+
+    @functools.cached_property
+    def acme_limits(self) -> AcmeLimits:
+        """The per-account ACME limits."""
+        return AcmeLimits(
+            self.settings.acme_orders_per_hour, self.settings.acme_failed_validations_per_hour
         )
 
     @property

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import secrets
 import uuid
 
 HTTP01_PATH = "/.well-known/acme-challenge/"
+TLS_ALPN_PROTOCOL = "acme-tls/1"  # RFC 8737 section 6.2
+ACME_IDENTIFIER_OID = "1.3.6.1.5.5.7.1.31"  # id-pe-acmeIdentifier, RFC 8737 section 6.1
 
 
 def b64url(data: bytes) -> str:
@@ -57,3 +60,18 @@ def http01_body_matches(body: bytes, key_auth: str) -> bool:
     except UnicodeDecodeError:
         return False
     return secrets.compare_digest(text.rstrip(" \t\r\n"), key_auth)
+
+
+def tls_alpn01_extension_value(key_auth: str) -> bytes:
+    """The DER of the acmeIdentifier extension's value (RFC 8737 section 3): an OCTET STRING
+    (tag 0x04, length 32) holding SHA-256 of the key authorization."""
+    return b"\x04\x20" + hashlib.sha256(key_auth.encode()).digest()
+
+
+def tls_alpn01_server_name(name: str) -> str:
+    """The TLS SNI the tls-alpn-01 check sends: the name itself, or for an IP address its
+    reverse-DNS name (`4.3.2.1.in-addr.arpa`, nibbles under `ip6.arpa`; RFC 8738 section 6)."""
+    try:
+        return ipaddress.ip_address(name).reverse_pointer
+    except ValueError:
+        return name

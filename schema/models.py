@@ -1,6 +1,14 @@
 """Every table, imported in one place so the metadata is complete wherever it is used."""
 
 from schema.accounts import Account, LoginFailure, Role
+from schema.acme import (
+    AcmeAccount,
+    AcmeAuthorization,
+    AcmeChallenge,
+    AcmeEabKey,
+    AcmeNonce,
+    AcmeOrder,
+)
 from schema.base import Base
 from schema.certificates import (
     CaRole,
@@ -18,6 +26,12 @@ from schema.rates import RateCounter
 
 __all__ = [
     "Account",
+    "AcmeAccount",
+    "AcmeAuthorization",
+    "AcmeChallenge",
+    "AcmeEabKey",
+    "AcmeNonce",
+    "AcmeOrder",
     "Base",
     "CaRole",
     "Certificate",

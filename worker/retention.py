@@ -6,7 +6,7 @@ column to walk from the oldest. A batch is one short transaction deleting at mos
 waits on, nor holds up, the services' writers for long. The expiry condition is applied
 again by the DELETE itself, so a row that changed after it was picked is kept.
 
-A new kind (used ACME nonces, expired domain validations) is one more entry in `KINDS`.
+A new kind (expired domain validations, say) is one more entry in `KINDS`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, delete, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from schema.accounts import LoginFailure
+from schema.acme import AcmeNonce
 from schema.base import Base, utcnow
 from schema.certificates import IdempotencyKey
 from schema.events import Event, EventState
@@ -67,6 +68,11 @@ def _idempotency_keys(settings: WorkerSettings, now: datetime) -> ColumnElement[
     return IdempotencyKey.created_at < now - timedelta(hours=settings.idempotency_ttl_hours)
 
 
+def _used_nonces(_settings: WorkerSettings, now: datetime) -> ColumnElement[bool]:
+    # Past its expiry a nonce is refused by its age: its row no longer needs to say "used".
+    return AcmeNonce.expires_at < now
+
+
 def _stale_rate_counters(_settings: WorkerSettings, now: datetime) -> ColumnElement[bool]:
     # A window no limit counts in any more (a later hit would start the row again at 1).
     return RateCounter.window_start < now - LONGEST_WINDOW
@@ -88,6 +94,7 @@ KINDS: tuple[Kind, ...] = (
         IdempotencyKey.created_at,
         _idempotency_keys,
     ),
+    Kind("used_acme_nonces", AcmeNonce, (AcmeNonce.nonce,), AcmeNonce.expires_at, _used_nonces),
     # Not indexed on window_start: the table has one row per counted key, and an index on a
     # column every hit's UPDATE changes would cost each hit PostgreSQL's in-place update.
     Kind(

@@ -1,18 +1,20 @@
-"""Challenge checks that go out to the network (http-01, dns-01, CAA), and the runner that
-settles the validations customers asked for.
+"""Challenge checks that go out to the network (http-01, dns-01, tls-alpn-01, CAA), and the
+runner that settles the validations customers asked for.
 
 The checks are reusable by ACME: `Checker.http01(name, token, key_authorization)`,
-`Checker.dns01(name, record_value)` and `Checker.caa(name, wildcard)` each raise
-`ValidationFailed` with a reason a customer can act on. They never connect to an address in
-`VALIDATION_DENY_NETWORKS`: names are resolved here (through `VALIDATION_DNS_SERVERS`), the
-connection goes to the address checked, with the name in the Host header, and every redirect
-hop is judged the same way, so neither DNS rebinding nor a redirect reaches a denied address.
+`Checker.dns01(name, record_value)`, `Checker.tls_alpn01(name, key_authorization)` and
+`Checker.caa(name, wildcard)` each raise `ValidationFailed` with a reason a customer can act
+on. They never connect to an address in `VALIDATION_DENY_NETWORKS`: names are resolved here
+(through `VALIDATION_DNS_SERVERS`), the connection goes to the address checked, with the name
+in the Host header (or as TLS SNI), and every redirect hop is judged the same way, so neither
+DNS rebinding nor a redirect reaches a denied address.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 from dataclasses import dataclass
 
 import dns.asyncresolver
@@ -20,6 +22,7 @@ import dns.exception
 import dns.nameserver
 import dns.resolver
 import httpx
+from cryptography import x509
 
 from core import validation
 from core.policy import Address, Network, in_networks, parse_networks, unmapped
@@ -193,6 +196,54 @@ class Checker:
             raise ValidationFailed(f"{url} did not answer with the key authorization")
         return None
 
+    async def tls_alpn01(self, name: str, key_auth: str) -> None:
+        """Handshake with ALPN `acme-tls/1` and judge the certificate (RFC 8737 section 3;
+        RFC 8738 section 6 for an IP address, whose SNI is its reverse-DNS name)."""
+        address = self.allowed(name, await self.addresses(name))[0]
+        port = self.config.tls_port
+        where = f"{name} ({f'[{address}]' if address.version == 6 else address}:{port})"
+        der = await self._alpn_certificate(where, address, validation.tls_alpn01_server_name(name))
+        _judge_alpn_certificate(where, der, name, key_auth)
+
+    async def _alpn_certificate(self, where: str, address: Address, server_name: str) -> bytes:
+        """The DER certificate of a handshake that negotiated acme-tls/1."""
+        # Not verified: the proof is the acmeIdentifier extension of a self-signed certificate.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 8737 section 4
+        context.set_alpn_protocols([validation.TLS_ALPN_PROTOCOL])  # and nothing else
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                _reader, writer = await asyncio.open_connection(
+                    str(address), self.config.tls_port, ssl=context, server_hostname=server_name
+                )
+        except TimeoutError:
+            raise ValidationFailed(
+                f"{where}: no TLS handshake within {self.config.timeout:g} s"
+            ) from None
+        except ssl.SSLError as exc:
+            raise ValidationFailed(f"{where}: {_ssl_error(exc, server_name)}") from None
+        except ConnectionRefusedError:
+            raise ValidationFailed(f"{where}: could not connect (connection refused)") from None
+        except OSError as exc:
+            raise ValidationFailed(f"{where}: could not connect ({_os_error(exc)})") from None
+        try:
+            tls = writer.get_extra_info("ssl_object")
+            protocol = tls.selected_alpn_protocol()
+            der = tls.getpeercert(binary_form=True)
+        finally:
+            writer.transport.abort()  # nothing is sent: the handshake was the whole check
+        if protocol != validation.TLS_ALPN_PROTOCOL:
+            raise ValidationFailed(
+                f"{where}: the TLS server did not negotiate ALPN {validation.TLS_ALPN_PROTOCOL} "
+                f"({protocol or 'no ALPN'}); it must answer a handshake offering only "
+                f"{validation.TLS_ALPN_PROTOCOL} with the challenge certificate"
+            )
+        if not der:
+            raise ValidationFailed(f"{where}: the TLS server sent no certificate")
+        return bytes(der)
+
     async def dns01(self, name: str, record_value: str) -> None:
         """Find the TXT record (RFC 8555 section 8.4)."""
         record = validation.dns01_record_name(name)
@@ -251,8 +302,12 @@ class Checker:
             async with asyncio.timeout(self.config.timeout):
                 if kind == "http-01":
                     await self.http01(name, token, key_auth)
-                else:
+                elif kind == "dns-01":
                     await self.dns01(name, validation.dns01_record_value(key_auth))
+                elif kind == "tls-alpn-01":
+                    await self.tls_alpn01(name, key_auth)
+                else:
+                    raise ValidationFailed(f"unknown challenge type {kind!r}")
                 if not _is_ip(name):
                     await self.caa(name, include_subdomains)
         except TimeoutError:
@@ -260,6 +315,89 @@ class Checker:
         except ValidationFailed as exc:
             return str(exc)
         return None
+
+
+def _judge_alpn_certificate(where: str, der: bytes, name: str, key_auth: str) -> None:
+    """RFC 8737 section 3: exactly one subjectAltName, the identifier (a dNSName, compared
+    without case, or an iPAddress), and a critical acmeIdentifier extension holding the DER
+    OCTET STRING of SHA-256(key authorization)."""
+    oid = x509.ObjectIdentifier(validation.ACME_IDENTIFIER_OID)
+    try:
+        extensions = x509.load_der_x509_certificate(der).extensions
+    except x509.DuplicateExtension as exc:
+        raise ValidationFailed(
+            f"{where}: the certificate has the extension {exc.oid.dotted_string} twice"
+        ) from None
+    except ValueError as exc:
+        raise ValidationFailed(f"{where}: the certificate could not be parsed ({exc})") from None
+    expected = _expected_san(name)
+    try:
+        entries = list(extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        raise ValidationFailed(
+            f"{where}: the certificate has no subjectAltName; it must hold exactly "
+            f"{_describe(expected)}"
+        ) from None
+    if len(entries) != 1 or not _same_san(entries[0], expected):
+        found = ", ".join(_describe(e) for e in entries) or "nothing"
+        raise ValidationFailed(
+            f"{where}: the certificate's subjectAltName must be exactly {_describe(expected)} "
+            f"and nothing else (found {found})"
+        )
+    try:
+        extension = extensions.get_extension_for_oid(oid)
+    except x509.ExtensionNotFound:
+        raise ValidationFailed(
+            f"{where}: the certificate has no acmeIdentifier extension ({oid.dotted_string})"
+        ) from None
+    if not extension.critical:
+        raise ValidationFailed(f"{where}: the acmeIdentifier extension is not marked critical")
+    value = extension.value.public_bytes()
+    wanted = validation.tls_alpn01_extension_value(key_auth)
+    if value == wanted[2:]:
+        raise ValidationFailed(
+            f"{where}: the acmeIdentifier extension holds the bare SHA-256 digest; it must be "
+            "DER-encoded as an OCTET STRING (04 20, then the 32 bytes)"
+        )
+    if value != wanted:
+        raise ValidationFailed(
+            f"{where}: the acmeIdentifier extension does not hold the SHA-256 of this "
+            "challenge's key authorization"
+        )
+
+
+def _expected_san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def _same_san(entry: x509.GeneralName, expected: x509.GeneralName) -> bool:
+    if isinstance(expected, x509.DNSName):
+        return isinstance(entry, x509.DNSName) and entry.value.lower() == expected.value.lower()
+    return entry == expected
+
+
+def _describe(entry: x509.GeneralName) -> str:
+    kinds = {x509.DNSName: "dNSName", x509.IPAddress: "iPAddress"}
+    return f"{kinds.get(type(entry), type(entry).__name__)} {entry.value}"
+
+
+def _ssl_error(exc: ssl.SSLError, server_name: str) -> str:
+    reason = exc.reason or type(exc).__name__
+    if reason == "TLSV1_ALERT_NO_APPLICATION_PROTOCOL":
+        return (
+            f"the TLS server refused ALPN {validation.TLS_ALPN_PROTOCOL} "
+            "(no_application_protocol alert): it is not set up to answer tls-alpn-01"
+        )
+    if reason == "TLSV1_UNRECOGNIZED_NAME":
+        return f"the TLS server does not know the name {server_name} (unrecognized_name alert)"
+    return f"TLS handshake failed ({reason})"
+
+
+def _os_error(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _is_ip(name: str) -> bool:

@@ -22,6 +22,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import validation
+from core.acme import challenges
 from schema.base import utcnow
 from schema.domains import DomainAuthorization, DomainStatus, domain_event_data
 from schema.events import EventType, record_event
@@ -76,11 +77,16 @@ class ValidationRunner:
             while not self.stopping.is_set():
                 try:
                     claimed = await asyncio.to_thread(self.claim)
-                    await asyncio.gather(*(self.settle(checker, c) for c in claimed))
+                    answered = await asyncio.to_thread(self.claim_acme)
+                    await asyncio.gather(
+                        *(self.settle(checker, c) for c in claimed),
+                        *(self.settle_acme(checker, c) for c in answered),
+                    )
+                    busy = bool(claimed or answered)
                 except Exception:  # a database outage: try again at the next round
                     log.exception("validation round failed")
-                    claimed = []
-                if not claimed:
+                    busy = False
+                if not busy:
                     await asyncio.to_thread(self.stopping.wait, POLL_SECONDS)
         finally:
             await checker.close()
@@ -94,6 +100,30 @@ class ValidationRunner:
             claimed.name, claimed.kind, claimed.token, key_auth, claimed.include_subdomains
         )
         await asyncio.to_thread(self.record, claimed, error)
+
+    def claim_acme(self) -> list[challenges.ClaimedChallenge]:
+        """Lease the oldest ACME challenges clients answered (core/acme/challenges.py)."""
+        with self.sessions() as session:
+            return challenges.claim(session, self.lease, BATCH)
+
+    async def settle_acme(self, checker: Checker, claimed: challenges.ClaimedChallenge) -> None:
+        """Check one ACME challenge (its key authorization names the account key) and record
+        the outcome with all it changes."""
+        key_auth = validation.key_authorization(claimed.token, claimed.thumbprint)
+        error = await checker.check(
+            claimed.name, claimed.type, claimed.token, key_auth, claimed.wildcard
+        )
+
+        def record() -> None:
+            with self.sessions() as session:
+                if challenges.record(session, claimed, error, self.days):
+                    SETTLED.labels("valid" if error is None else "invalid").inc()
+
+        await asyncio.to_thread(record)
+        log.info(
+            "acme challenge settled",
+            extra={"challenge_id": str(claimed.id), "type": claimed.type, "valid": error is None},
+        )
 
     def claim(self) -> list[Claimed]:
         """Lease the oldest requested validations no live worker holds."""

@@ -15,6 +15,7 @@ from account_api.auth.passwords import Passwords
 from account_api.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
 from account_api.settings import AccountSettings
 from core import sessions
+from core.acme.customers import deactivate_customer_accounts
 from core.revocation import revoke_account_certificates
 from schema.accounts import Account, Role
 from schema.base import rfc3339, utcnow
@@ -185,7 +186,8 @@ def delete_account(
     """Soft-delete: the row stays for the audit trail, the email is free, an event goes out.
 
     In the same transaction every certificate of the account is revoked with
-    `cessationOfOperation` and its stored private key destroyed (the row, not a flag).
+    `cessationOfOperation` and its stored private key destroyed (the row, not a flag), and
+    its ACME accounts are deactivated.
     """
     moment = now or utcnow()
     # Lock the row: a concurrent issuance (its FOR SHARE) waits, then sees it deleted. NO KEY
@@ -199,6 +201,7 @@ def delete_account(
     sessions.run(
         revoke_account_certificates(tx, account.id, "cessationOfOperation", actor_id, moment)
     )
+    deactivate_customer_accounts(session, account.id)
     record_event(
         session,
         EventType.ACCOUNT_DELETED,

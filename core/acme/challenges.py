@@ -1,0 +1,166 @@
+"""Settling ACME challenges, in the worker (worker/validation_runner.py) beside the REST
+domain validations, with the same checker.
+
+A challenge the client answered is `processing`: the row is the queue entry, claimed under a
+lease (a worker killed mid-check leaves it to be claimed again). The outcome commits with
+everything it changes: the challenge, its authorization, its order (`ready` once every
+authorization is valid; `invalid` on a failure) and, on success, the customer's domain
+authorization for the name with its `domain.validated` event, so the REST API and later
+orders see the proof too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from certificate_api.pki import names
+from core.acme.orders import FAILURES_SCOPE, count_hit
+from core.acme.problems import AcmeProblem
+from core.domains import Subject, grant
+from schema.accounts import Account
+from schema.acme import (
+    AcmeAccount,
+    AcmeAuthorization,
+    AcmeChallenge,
+    AcmeOrder,
+    AuthzStatus,
+    ChallengeStatus,
+    OrderStatus,
+)
+from schema.base import utcnow
+from schema.domains import domain_event_data
+from schema.events import EventType, record_event
+
+
+@dataclass(frozen=True)
+class ClaimedChallenge:
+    """A challenge this worker holds the lease on, with what checking it needs."""
+
+    id: uuid.UUID
+    type: str
+    token: str
+    thumbprint: str
+    name: str  # the identifier's value (a wildcard's base name)
+    wildcard: bool
+
+
+def claim(session: Session, lease: timedelta, batch: int) -> list[ClaimedChallenge]:
+    """Lease the oldest answered challenges no live worker holds. Commits."""
+    now = utcnow()
+    rows = session.execute(
+        select(AcmeChallenge, AcmeAuthorization.value, AcmeAuthorization.wildcard)
+        .join(AcmeAuthorization, AcmeAuthorization.id == AcmeChallenge.authorization_id)
+        .where(
+            AcmeChallenge.status == ChallengeStatus.PROCESSING.value,
+            or_(AcmeChallenge.leased_until.is_(None), AcmeChallenge.leased_until < now),
+        )
+        .order_by(AcmeChallenge.requested_at)
+        .limit(batch)
+        .with_for_update(of=AcmeChallenge, skip_locked=True)
+    ).all()
+    claimed = []
+    for challenge, value, wildcard in rows:
+        challenge.leased_until = now + lease
+        challenge.attempts += 1
+        claimed.append(
+            ClaimedChallenge(
+                challenge.id,
+                challenge.type,
+                challenge.token,
+                challenge.thumbprint or "",
+                value,
+                wildcard,
+            )
+        )
+    session.commit()
+    return claimed
+
+
+def error_kind(challenge_type: str, message: str) -> str:
+    """The ACME error type of a failed check, from the checker's reason."""
+    text = message.lower()
+    if "caa" in text:
+        return "caa"
+    if "dns" in text or "txt" in text or "no a or aaaa" in text:
+        return "dns"
+    if challenge_type == "tls-alpn-01" and ("tls" in text or "alpn" in text):
+        return "tls"
+    if any(word in text for word in ("connect", "refused", "timed out", "timeout", "reset")):
+        return "connection"
+    return "incorrectResponse"
+
+
+def record(session: Session, claimed: ClaimedChallenge, error: str | None, days: int) -> bool:
+    """The outcome, with all it changes, in one transaction; nothing if the challenge is no
+    longer processing (settled by another worker whose lease ran out first). Returns whether
+    anything was recorded."""
+    now = utcnow()
+    found = session.execute(
+        select(AcmeChallenge, AcmeAuthorization, AcmeOrder, AcmeAccount)
+        .join(AcmeAuthorization, AcmeAuthorization.id == AcmeChallenge.authorization_id)
+        .join(AcmeOrder, AcmeOrder.id == AcmeAuthorization.order_id)
+        .join(AcmeAccount, AcmeAccount.id == AcmeOrder.acme_account_id)
+        .where(
+            AcmeChallenge.id == claimed.id,
+            AcmeChallenge.status == ChallengeStatus.PROCESSING.value,
+        )
+        .with_for_update(of=(AcmeChallenge, AcmeAuthorization, AcmeOrder))
+    ).first()
+    if found is None:
+        return False
+    challenge, authz, order, account = found
+    challenge.leased_until = None
+    if error is None:
+        _passed(session, (challenge, authz, order, account), days, now)
+    else:
+        problem = AcmeProblem(error_kind(challenge.type, error), error)
+        challenge.status = ChallengeStatus.INVALID.value
+        challenge.error = problem.body()
+        authz.status = AuthzStatus.INVALID.value
+        if order.status in (OrderStatus.PENDING, OrderStatus.READY):
+            order.status = OrderStatus.INVALID.value
+            order.error = problem.body()
+            order.updated_at = now
+        count_hit(session, FAILURES_SCOPE, str(account.account_id), now)
+    session.commit()
+    return True
+
+
+def _passed(
+    session: Session,
+    rows: tuple[AcmeChallenge, AcmeAuthorization, AcmeOrder, AcmeAccount],
+    days: int,
+    now: datetime,
+) -> None:
+    """A passed challenge: the customer's domain authorization for the name (a wildcard's
+    with include_subdomains), the ACME authorization valid, the order ready once all are."""
+    challenge, authz, order, account = rows
+    challenge.status = ChallengeStatus.VALID.value
+    challenge.validated_at = now
+    customer = session.get(Account, account.account_id)
+    if customer is None or customer.deleted_at is not None:
+        return  # the customer is gone: its ACME account is deactivated with it
+    subject = Subject(authz.value, authz.wildcard, names.is_ip(authz.value))
+    domain = grant(session, customer, subject, days, now)
+    record_event(
+        session,
+        EventType.DOMAIN_VALIDATED,
+        domain.id,
+        domain_event_data(domain, domain.status),
+    )
+    authz.status = AuthzStatus.VALID.value
+    authz.expires_at = domain.expires_at
+    authz.domain_authorization_id = domain.id
+    if order.status != OrderStatus.PENDING:
+        return
+    statuses = session.scalars(
+        select(AcmeAuthorization.status).where(AcmeAuthorization.order_id == order.id)
+    ).all()
+    if all(status == AuthzStatus.VALID for status in statuses):
+        order.status = OrderStatus.READY.value
+        order.updated_at = now
