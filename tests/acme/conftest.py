@@ -332,6 +332,11 @@ def failure(result: subprocess.CompletedProcess[str], stack: AcmeStack, extra: s
     )
 
 
+def certbot_eab(key_id: str, hmac_key: str) -> list[str]:
+    """certbot's binding options; with "=", as a base64url key may start with "-"."""
+    return [f"--eab-kid={key_id}", f"--eab-hmac-key={hmac_key}"]
+
+
 class Certbot:
     """certbot as a subprocess, its config, work and logs directories under one root."""
 
@@ -392,7 +397,7 @@ def certbot_root(tmp_path: Path, run_certbot: Certbot, eab: Eab, acme_customer: 
     """A certbot directory with an account registered through a fresh EAB."""
     key_id, hmac_key = eab(acme_customer)
     run_certbot(
-        ["register", "--eab-kid", key_id, "--eab-hmac-key", hmac_key, "-m", acme_customer.email],
+        ["register", *certbot_eab(key_id, hmac_key), "-m", acme_customer.email],
         tmp_path,
     )
     return tmp_path
@@ -422,10 +427,9 @@ class Lego:
             "--email",
             self.customer.email,
             "--eab",
-            "--kid",
-            key_id,
-            "--hmac",
-            hmac_key,
+            # "=": a base64url key may start with "-".
+            f"--kid={key_id}",
+            f"--hmac={hmac_key}",
             *args,
         ]
         env = {

@@ -4,21 +4,25 @@ and revocation, each result checked by OpenSSL, the REST API, OCSP and the webho
 
 from __future__ import annotations
 
+import base64
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from cryptography import x509
 
 from tests.acme.conftest import (
     AcmeStack,
     Certbot,
     Eab,
+    certbot_eab,
     certificates_in,
     check_issued,
     check_revoked,
     random_base,
     rest_certificate,
 )
-from tests.conftest import Customer
+from tests.conftest import Customer, unique_email
 
 
 def standalone(stack: AcmeStack, name: str) -> list[str]:
@@ -46,13 +50,24 @@ def test_register_with_external_account_binding(
 ) -> None:
     key_id, hmac_key = eab(acme_customer)
     result = run_certbot(
-        ["register", "--eab-kid", key_id, "--eab-hmac-key", hmac_key, "-m", acme_customer.email],
+        ["register", *certbot_eab(key_id, hmac_key), "-m", acme_customer.email],
         tmp_path,
     )
     assert "Account registered" in result.stdout + result.stderr
     # The account as the server keeps it (POST-as-GET on the account URL).
     shown = run_certbot(["show_account"], tmp_path)
     assert acme_customer.email in shown.stdout, shown.stdout
+
+
+def test_update_account_then_unregister(
+    run_certbot: Certbot, certbot_root: Path, acme_customer: Customer
+) -> None:
+    other = unique_email("certbot")
+    run_certbot(["update_account", "-m", other], certbot_root)
+    shown = run_certbot(["show_account"], certbot_root)
+    assert other in shown.stdout and acme_customer.email not in shown.stdout, shown.stdout
+    run_certbot(["unregister"], certbot_root)
+    assert not list((certbot_root / "config").glob("accounts/*/*/*/*/regr.json"))
 
 
 def test_register_without_external_account_binding_is_refused(
@@ -68,7 +83,7 @@ def test_the_same_binding_does_not_register_a_second_account(
     run_certbot: Certbot, eab: Eab, acme_customer: Customer, tmp_path: Path
 ) -> None:
     key_id, hmac_key = eab(acme_customer)
-    register = ["register", "--eab-kid", key_id, "--eab-hmac-key", hmac_key]
+    register = ["register", *certbot_eab(key_id, hmac_key)]
     run_certbot([*register, "-m", acme_customer.email], tmp_path / "first")
     again = run_certbot([*register, "-m", acme_customer.email], tmp_path / "second", check=False)
     assert again.returncode != 0, again.stdout
@@ -227,3 +242,45 @@ def test_revoke_signed_with_the_certificate_key(
         certbot_root,
     )
     check_revoked(acme_live, acme_customer, live / "cert.pem", "unspecified")
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def renewal_info(stack: AcmeStack, cert: x509.Certificate) -> tuple[datetime, datetime]:
+    """GET renewalInfo (RFC 9773) for the certificate: its suggested window."""
+    keyid = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert keyid.key_identifier is not None
+    serial = cert.serial_number.to_bytes((cert.serial_number.bit_length() + 8) // 8, "big")
+    directory = httpx.get(stack.directory_url).json()
+    url = f"{directory['renewalInfo']}/{b64(keyid.key_identifier)}.{b64(serial)}"
+    response = httpx.get(url)
+    assert response.status_code == 200, f"GET {url} -> {response.status_code} {response.text}"
+    assert response.headers.get("retry-after"), response.headers  # RFC 9773 section 4.2
+    window = response.json()["suggestedWindow"]
+    return datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
+
+
+def test_renewal_info_and_certbot_renew_without_force(
+    acme_live: AcmeStack, run_certbot: Certbot, certbot_root: Path, acme_customer: Customer
+) -> None:
+    name = f"ari.{random_base()}"
+    run_certbot(standalone(acme_live, name), certbot_root)
+    cert_path = live_dir(certbot_root, name) / "cert.pem"
+    check_issued(acme_live, acme_customer, cert_path, {name})
+    cert = certificates_in(cert_path)[0]
+    start, end = renewal_info(acme_live, cert)
+    validity = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert cert.not_valid_before_utc + validity * 2 / 3 <= start < end <= cert.not_valid_after_utc
+
+    # certbot asks renewalInfo itself: a fresh certificate is not due.
+    result = run_certbot(["renew", "--no-random-sleep-on-renew", "--cert-name", name], certbot_root)
+    assert "not yet due for renewal" in result.stdout + result.stderr, result.stdout
+    assert certificates_in(cert_path)[0] == cert
+
+    # Revoked: the window has begun.
+    run_certbot(["revoke", "--cert-path", str(cert_path), "--no-delete-after-revoke"], certbot_root)
+    check_revoked(acme_live, acme_customer, cert_path, "unspecified")
+    start, end = renewal_info(acme_live, cert)
+    assert start <= datetime.now(UTC) < end

@@ -1,19 +1,22 @@
-"""External account binding as the server enforces it (RFC 8555 section 7.3.4), driven
-through `acme`, the protocol library certbot is built on: certbot itself stops before
-asking when the directory says a binding is required, so these reach the server."""
+"""ACME accounts as the server keeps them, driven through `acme`, the protocol library
+certbot is built on: external account binding (RFC 8555 section 7.3.4; certbot itself stops
+before asking when the directory says a binding is required, so these reach the server),
+key types, contact update, deactivation, and nonces."""
 
 from __future__ import annotations
 
 import base64
 import secrets
 
+import httpx
 import josepy as jose
 import pytest
 from acme import client, messages
+from acme import jws as acme_jws
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.acme.conftest import AcmeStack, Eab
-from tests.conftest import Customer
+from tests.conftest import Customer, unique_email
 
 ACME_ERROR = "urn:ietf:params:acme:error:"
 
@@ -87,7 +90,7 @@ def test_a_binding_is_good_for_one_account(
     key_id, hmac_key = eab(acme_customer)
     acme, key = rsa_client(acme_live)
     account = register(acme, key, acme_customer.email, key_id, hmac_key)
-    assert account.body.status == messages.STATUS_VALID
+    assert account.body.status == "valid"
     assert account.body.emails == (acme_customer.email,)
 
     other, other_key = rsa_client(acme_live)
@@ -109,8 +112,70 @@ def test_ec_account_keys(
     key = jose.JWKEC(key=ec.generate_private_key(curve))
     acme = connect(acme_live, key, alg)
     account = register(acme, key, acme_customer.email, *eab(acme_customer))
-    assert account.body.status == messages.STATUS_VALID
+    assert account.body.status == "valid"
     # The account answers POST-as-GET under the key it was made with.
     acme.net.account = account
     fetched = acme.query_registration(account)
     assert fetched.uri == account.uri
+
+
+def test_contact_update(acme_live: AcmeStack, acme_customer: Customer, eab: Eab) -> None:
+    acme, key = rsa_client(acme_live)
+    account = register(acme, key, acme_customer.email, *eab(acme_customer))
+    acme.net.account = account
+    other = unique_email("contact")
+    # The account object as the server sent it, contact changed: its "status": "valid" goes
+    # back too, which the server must ignore (RFC 8555 section 7.3.2).
+    updated = acme.update_registration(account, account.body.update(contact=(f"mailto:{other}",)))
+    assert updated.body.emails == (other,)
+    assert acme.query_registration(updated).body.emails == (other,)
+
+
+def test_deactivation(acme_live: AcmeStack, acme_customer: Customer, eab: Eab) -> None:
+    acme, key = rsa_client(acme_live)
+    account = register(acme, key, acme_customer.email, *eab(acme_customer))
+    acme.net.account = account
+    gone = acme.deactivate_registration(account)
+    assert gone.body.status == "deactivated"
+    # RFC 8555 section 7.3.6: nothing signed by a deactivated account is accepted.
+    with pytest.raises(messages.Error) as refused:
+        acme.query_registration(gone)
+    assert refused.value.typ == ACME_ERROR + "unauthorized", refused.value
+
+
+def test_nonces(acme_live: AcmeStack) -> None:
+    url = f"{acme_live.certificate_url}/acme/new-nonce"
+    head, get = httpx.head(url), httpx.get(url)
+    assert (head.status_code, get.status_code) == (200, 204)
+    for response in (head, get):
+        assert response.headers["replay-nonce"], response.headers
+        assert "no-store" in response.headers["cache-control"]
+    assert head.headers["replay-nonce"] != get.headers["replay-nonce"]
+
+
+def test_a_nonce_is_good_once(acme_live: AcmeStack, acme_customer: Customer, eab: Eab) -> None:
+    acme, key = rsa_client(acme_live)
+    account = register(acme, key, acme_customer.email, *eab(acme_customer))
+    nonce = httpx.head(f"{acme_live.certificate_url}/acme/new-nonce").headers["replay-nonce"]
+
+    def post_as_get() -> httpx.Response:
+        body = acme_jws.JWS.sign(
+            b"",
+            key=key,
+            alg=jose.RS256,
+            nonce=jose.b64decode(nonce),
+            url=account.uri,
+            kid=account.uri,
+        )
+        return httpx.post(
+            account.uri,
+            content=body.json_dumps().encode(),
+            headers={"content-type": "application/jose+json"},
+        )
+
+    first, again = post_as_get(), post_as_get()
+    assert first.status_code == 200, first.text
+    assert again.status_code == 400, again.text
+    assert again.headers["content-type"].startswith("application/problem+json")
+    assert again.json()["type"] == ACME_ERROR + "badNonce"
+    assert again.headers["replay-nonce"]  # errors carry one too, to try again with
