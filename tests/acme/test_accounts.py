@@ -6,6 +6,7 @@ key types, contact update, deactivation, and nonces."""
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 
 import httpx
@@ -179,3 +180,42 @@ def test_a_nonce_is_good_once(acme_live: AcmeStack, acme_customer: Customer, eab
     assert again.headers["content-type"].startswith("application/problem+json")
     assert again.json()["type"] == ACME_ERROR + "badNonce"
     assert again.headers["replay-nonce"]  # errors carry one too, to try again with
+
+
+def signed_post(
+    url: str, payload: bytes, key: jose.JWK, alg: jose.JWASignature, kid: str
+) -> httpx.Response:
+    """A POST signed by hand (flattened JWS with a fresh nonce), for what `acme` lacks."""
+    nonce = httpx.head(url.rsplit("/acme/", 1)[0] + "/acme/new-nonce").headers["replay-nonce"]
+    body = acme_jws.JWS.sign(
+        payload, key=key, alg=alg, nonce=jose.b64decode(nonce), url=url, kid=kid
+    )
+    return httpx.post(
+        url, content=body.json_dumps().encode(), headers={"content-type": "application/jose+json"}
+    )
+
+
+def test_key_rollover(acme_live: AcmeStack, acme_customer: Customer, eab: Eab) -> None:
+    acme, old_key = rsa_client(acme_live)
+    account = register(acme, old_key, acme_customer.email, *eab(acme_customer))
+    key_change = acme.directory["keyChange"]
+    new_key = jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+    # RFC 8555 section 7.3.5: the inner JWS, by the new key (its "jwk", no nonce), over
+    # {"account", "oldKey"}; the outer one by the account's present key.
+    inner = acme_jws.JWS.sign(
+        json.dumps(
+            {"account": account.uri, "oldKey": old_key.public_key().to_partial_json()}
+        ).encode(),
+        key=new_key,
+        alg=jose.ES256,
+        nonce=None,
+        url=key_change,
+    )
+    changed = signed_post(key_change, inner.json_dumps().encode(), old_key, jose.RS256, account.uri)
+    assert changed.status_code == 200, changed.text
+
+    as_new = signed_post(account.uri, b"", new_key, jose.ES256, account.uri)
+    assert as_new.status_code == 200, as_new.text
+    as_old = signed_post(account.uri, b"", old_key, jose.RS256, account.uri)
+    assert 400 <= as_old.status_code < 500, as_old.text  # the old key no longer signs for it
+    assert as_old.json()["type"].startswith(ACME_ERROR), as_old.text

@@ -41,6 +41,19 @@ def standalone(stack: AcmeStack, name: str) -> list[str]:
     ]
 
 
+def dns_manual(run_certbot: Certbot, auth: str = "auth") -> list[str]:
+    return [
+        "certonly",
+        "--manual",
+        "--preferred-challenges",
+        "dns",
+        "--manual-auth-hook",
+        run_certbot.hook(auth),
+        "--manual-cleanup-hook",
+        run_certbot.hook("cleanup"),
+    ]
+
+
 def live_dir(root: Path, name: str) -> Path:
     return root / "config" / "live" / name
 
@@ -148,22 +161,7 @@ def test_wildcard_through_dns01_manual_hooks(
     base = random_base()
     record = f"_acme-challenge.{base}"
     run_certbot(
-        [
-            "certonly",
-            "--manual",
-            "--preferred-challenges",
-            "dns",
-            "--manual-auth-hook",
-            run_certbot.hook("auth"),
-            "--manual-cleanup-hook",
-            run_certbot.hook("cleanup"),
-            "-d",
-            f"*.{base}",
-            "-d",
-            base,
-            "--cert-name",
-            base,
-        ],
+        [*dns_manual(run_certbot), "-d", f"*.{base}", "-d", base, "--cert-name", base],
         certbot_root,
     )
     # Two values at one name (the wildcard's and the base name's), both withdrawn since.
@@ -173,6 +171,44 @@ def test_wildcard_through_dns01_manual_hooks(
         acme_live, acme_customer, live_dir(certbot_root, base) / "cert.pem", {f"*.{base}", base}
     )
     assert item["key_type"] == "ec-p256", item
+
+
+def test_a_wrong_dns_answer_fails_the_order(
+    acme_live: AcmeStack, run_certbot: Certbot, certbot_root: Path, acme_customer: Customer
+) -> None:
+    name = f"wrong.{random_base()}"
+    result = run_certbot(
+        [*dns_manual(run_certbot, "auth-wrong"), "-d", name, "--cert-name", name],
+        certbot_root,
+        check=False,
+    )
+    told = result.stdout + result.stderr
+    assert result.returncode != 0, told
+    # certbot reports the challenge's error (RFC 8555 section 8: "unauthorized" or "dns").
+    assert "urn:ietf:params:acme:error:" in Certbot.log_tail(certbot_root, 400), told
+    assert "unauthorized" in told.lower() or "dns" in told.lower(), told
+    assert not live_dir(certbot_root, name).exists()
+    # The failed proof gave the customer no authorization: the name is still refused.
+    refused = httpx.post(
+        f"{acme_live.certificate_url}/api/certificates",
+        json={"common_name": name},
+        headers=acme_customer.auth,
+        timeout=30,
+    )
+    assert refused.status_code == 403, refused.text
+    assert [e["msg"] for e in refused.json()["errors"]] == ["not authorized"], refused.text
+
+
+def test_a_wildcard_under_a_public_suffix_is_rejected(
+    run_certbot: Certbot, certbot_root: Path
+) -> None:
+    result = run_certbot(
+        [*dns_manual(run_certbot), "-d", "*.test", "--cert-name", "suffix"],
+        certbot_root,
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout
+    assert "rejectedIdentifier" in Certbot.log_tail(certbot_root, 400), result.stderr
 
 
 def test_renew_with_force_renewal(
