@@ -204,9 +204,10 @@ def _bound_key(
 
 
 def update_account(session: Session, account: AcmeAccount, payload: dict[str, Any]) -> None:
-    """POST to the account URL: new contacts, or `status: deactivated` (for good). Commits."""
+    """POST to the account URL: new contacts, or `status: deactivated` (for good). Commits.
+    The status it already has is no change: certbot's update sends the whole account back."""
     status = payload.get("status")
-    if status is not None and status != AcmeAccountStatus.DEACTIVATED:
+    if status is not None and status not in (AcmeAccountStatus.DEACTIVATED, account.status):
         raise malformed("an account's status can only be set to deactivated")
     if "contact" in payload:
         account.contact = _contacts(payload["contact"])
