@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import datetime
 import hashlib
+import ipaddress
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -31,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from schema.db import make_sessionmaker
-from tests.acme_protocol.wire import Wire, ec_key, library_client, new_registration
+from tests.acme_protocol.wire import Wire, b64, ec_key, library_client, new_registration
 from tests.conftest import Customer, free_port
 from tests.domains.conftest import names_settings
 from tests.domains.servers import ChallengeServer, Route, TlsAlpnServer, Zone, start_dns, wait_for
@@ -196,10 +197,31 @@ class Issued:
         return str(self.order.body.certificate).rsplit("/", 1)[1]
 
 
-def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
+def challenge_type(challb: messages.ChallengeBody) -> str:
+    """A challenge's type, also of one certbot's library does not know."""
+    return str(challb.chall.to_partial_json()["type"])
+
+
+def csr_for(names: Sequence[str]) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+    """A PEM CSR for DNS names and IP addresses (subjectAltName only), and its fresh key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+    dns, ips = [], []
+    for name in names:
+        try:
+            ips.append(ipaddress.ip_address(name))
+        except ValueError:
+            dns.append(name)
+    return make_csr(pem, dns, ipaddrs=ips), key
+
+
+def csr_b64(names: Sequence[str]) -> str:
+    """A CSR for `names` as finalize takes it: DER, base64url."""
+    pem, _key = csr_for(names)
+    der = x509.load_pem_x509_csr(pem).public_bytes(serialization.Encoding.DER)
+    return jose.b64encode(der).decode()
 
 
 class Acme:
@@ -247,8 +269,7 @@ class Acme:
         self, account: Account, names: Sequence[str]
     ) -> tuple[messages.OrderResource, ec.EllipticCurvePrivateKey]:
         """newOrder for `names` (the CSR's, made with a fresh key), and that key."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = make_csr(_pem(key), list(names))
+        csr, key = csr_for(names)
         return account.client.new_order(csr), key
 
     def publish(
@@ -258,21 +279,20 @@ class Acme:
         kind: str,
         wrong: bool = False,
     ) -> messages.ChallengeBody:
-        """Serve what the authorization's `kind` challenge asks for (the wrong thing when
-        `wrong`); the challenge."""
-        challb = next(c for c in authzr.body.challenges if c.chall.typ == kind)
+        """Serve what the authorization's `kind` challenge asks for (a key authorization
+        with the wrong thumbprint when `wrong`); the challenge."""
+        challb = next(c for c in authzr.body.challenges if challenge_type(c) == kind)
         name = authzr.body.identifier.value
-        key_auth = challb.chall.key_authorization(account.key)
-        if wrong:
-            key_auth = challb.chall.token + ".not-the-thumbprint"
+        token = challb.chall.to_partial_json()["token"]
+        thumbprint = "not-the-thumbprint" if wrong else b64(account.key.thumbprint())
+        key_auth = f"{token}.{thumbprint}"
         validators = self.service.validators
-        if isinstance(challb.chall, challenges.HTTP01):
-            validators.http01.routes[challb.chall.path] = Route(body=key_auth.encode())
-        elif isinstance(challb.chall, challenges.DNS01):
-            record = challb.chall.validation_domain_name(name).lower()
-            validators.zone.txt[record] = [
-                jose.b64encode(hashlib.sha256(key_auth.encode()).digest()).decode()
-            ]
+        if kind == "http-01":
+            path = f"/.well-known/acme-challenge/{token}"
+            validators.http01.routes[path] = Route(body=key_auth.encode())
+        elif kind == "dns-01":
+            digest = hashlib.sha256(key_auth.encode()).digest()
+            validators.zone.txt[f"_acme-challenge.{name}".lower()] = [b64(digest)]
         else:
             validators.tls.add(name, key_auth)
         return challb
@@ -280,11 +300,17 @@ class Acme:
     def answer(
         self, account: Account, orderr: messages.OrderResource, kind: str, wrong: bool = False
     ) -> None:
-        """Prove every pending authorization of the order with `kind`, and settle."""
+        """Prove every pending authorization of the order with `kind`, and settle. (certbot's
+        library answers http-01 and dns-01; it no longer knows tls-alpn-01: answered raw.)"""
         pending = [a for a in orderr.authorizations if a.body.status == messages.STATUS_PENDING]
         for authzr in pending:
             challb = self.publish(account, authzr, kind, wrong)
-            account.client.answer_challenge(challb, challb.chall.response(account.key))
+            if isinstance(challb.chall, challenges.UnrecognizedChallenge):
+                url = challb.chall.jobj["url"]
+                answered = self.wire.send(account.key, url, {}, kid=account.kid)
+                assert answered.status_code == 200, answered.text
+            else:
+                account.client.answer_challenge(challb, challb.chall.response(account.key))
         assert self.service.settle() >= len(pending)
 
     def finalize(self, account: Account, orderr: messages.OrderResource) -> messages.OrderResource:
