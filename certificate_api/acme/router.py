@@ -261,8 +261,9 @@ async def finalize(order_id: str, request: Request, runtime: RuntimeDep) -> Resp
 
     def begin(session: Session, req: Signed) -> tuple[Any, dict[str, Any], uuid.UUID]:
         payload = req.jws.json()
-        if payload is None:
-            raise malformed("finalize needs a payload with the CSR")
+        # Before the order is taken: a request without a CSR leaves the order ready.
+        if payload is None or not isinstance(payload.get("csr"), str):
+            raise malformed("finalize needs a payload with the CSR, DER in base64url")
         started = orders.begin_finalize(session, req.acting, wanted)
         return started, payload, req.acting.account_id
 
