@@ -152,6 +152,8 @@ async def new_account(request: Request, runtime: RuntimeDep) -> Response:
     urls = urls_of(runtime)
 
     def rule(session: Session, req: Signed) -> tuple[dict[str, Any], str, bool]:
+        if req.account is not None:  # RFC 8555 section 6.2: newAccount is signed with jwk
+            raise malformed("newAccount takes a JWS with jwk (the account key), not kid")
         account, created = accounts.register(session, runtime.keyring, req.jws, req.key)
         return shapes.account(urls, account), urls.account(account.id), created
 
