@@ -106,7 +106,12 @@ async def signed(
             if message.kid is not None:
                 if not message.kid.startswith(account_prefix):
                     raise AcmeProblem("accountDoesNotExist", "the kid is not an account URL")
-                account_id = _id(message.kid.removeprefix(account_prefix), "account")
+                try:
+                    account_id = uuid.UUID(message.kid.removeprefix(account_prefix))
+                except ValueError:
+                    raise AcmeProblem(
+                        "accountDoesNotExist", "no ACME account has this URL"
+                    ) from None
                 account = accounts.acting(session, account_id)
                 key = load_jwk(account.jwk)
             else:
