@@ -115,17 +115,25 @@ def record(session: Session, claimed: ClaimedChallenge, error: str | None, days:
         return False
     challenge, authz, order, account = found
     challenge.leased_until = None
-    if error is None:
+    # Another challenge of the authorization (a client may answer several) settled it first,
+    # or the client deactivated it: this outcome is the challenge's only (RFC 8555 section
+    # 7.1.6: a valid, invalid or deactivated authorization stays so).
+    settled = authz.status != AuthzStatus.PENDING
+    if error is None and settled:
+        challenge.status = ChallengeStatus.VALID.value
+        challenge.validated_at = now
+    elif error is None:
         _passed(session, (challenge, authz, order, account), days, now)
     else:
         problem = AcmeProblem(error_kind(challenge.type, error), error)
         challenge.status = ChallengeStatus.INVALID.value
         challenge.error = problem.body()
-        authz.status = AuthzStatus.INVALID.value
-        if order.status in (OrderStatus.PENDING, OrderStatus.READY):
-            order.status = OrderStatus.INVALID.value
-            order.error = problem.body()
-            order.updated_at = now
+        if not settled:
+            authz.status = AuthzStatus.INVALID.value
+            if order.status in (OrderStatus.PENDING, OrderStatus.READY):
+                order.status = OrderStatus.INVALID.value
+                order.error = problem.body()
+                order.updated_at = now
         count_hit(session, FAILURES_SCOPE, str(account.account_id), now)
     session.commit()
     return True
