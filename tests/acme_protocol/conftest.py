@@ -31,6 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from core.acme import challenges as acme_challenges
 from schema.db import make_sessionmaker
 from tests.acme_protocol.wire import Wire, b64, ec_key, library_client, new_registration
 from tests.conftest import Customer, free_port
@@ -87,11 +88,16 @@ class Service:
     engine: Any
     validators: Validators
 
-    def settle(self) -> int:
+    def settle(self, one_challenge: bool = False) -> int:
         """What the worker does for due validations, once, in this thread: claim the REST
-        validations and the answered ACME challenges, check, record. How many it settled."""
+        validations and the answered ACME challenges, check, record. How many it settled.
+        `one_challenge`: only the ACME challenge answered first."""
         runner = ValidationRunner(self.settings, make_sessionmaker(self.engine))
-        claimed, answered = runner.claim(), runner.claim_acme()
+        if one_challenge:
+            with runner.sessions() as session:
+                claimed, answered = [], acme_challenges.claim(session, runner.lease, 1)
+        else:
+            claimed, answered = runner.claim(), runner.claim_acme()
 
         async def run() -> None:
             checker = Checker(runner.config)

@@ -153,6 +153,13 @@ def test_existing_key_returns_200_with_the_same_location(acme: Acme) -> None:
     assert raised.value.location == account.kid
 
 
+def test_new_account_signed_with_a_kid_is_malformed(acme: Acme) -> None:
+    account = acme.register()
+    url = acme.url("/acme/new-account")
+    response = acme.wire.send(account.key, url, {"onlyReturnExisting": True}, kid=account.kid)
+    problem(response, "malformed", 400)
+
+
 def test_contact_update(acme: Acme) -> None:
     account = acme.register()
     wanted = ("mailto:ops@example.com", "mailto:oncall@example.com")

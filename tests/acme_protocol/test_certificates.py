@@ -11,6 +11,7 @@ from typing import Any
 import josepy as jose
 import pytest
 from acme import client as acme_client
+from acme.crypto_util import make_csr
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
@@ -253,3 +254,25 @@ def test_renewal_info_of_an_unknown_certificate_is_404(acme: Acme) -> None:
     serial_der = serial.to_bytes((serial.bit_length() + 8) // 8, "big", signed=True)
     other_aki = f"{jose.b64encode(bytes(20)).decode()}.{jose.b64encode(serial_der).decode()}"
     problem(acme.wire.http.get(acme.url(f"/acme/renewal-info/{other_aki}")), "malformed", 404)
+
+
+def test_key_revoked_as_compromised_is_refused_in_a_later_csr(acme: Acme) -> None:
+    account = acme.register()
+    issued = issue(acme, account)
+    name = issued.order.body.identifiers[0].value
+    assert revoke(acme, cert_key_jwk(issued), issued, 1).status_code == 200
+    shown = rest_certificate(acme, account, issued.certificate_id)
+    assert shown["revocation_reason"] == "keyCompromise"
+    order = acme.wire.send(
+        account.key,
+        acme.url("/acme/new-order"),
+        {"identifiers": [{"type": "dns", "value": name}]},
+        kid=account.kid,
+    ).json()
+    pem = issued.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    der = x509.load_pem_x509_csr(make_csr(pem, [name])).public_bytes(DER)
+    csr = jose.b64encode(der).decode()
+    refused = acme.wire.send(account.key, order["finalize"], {"csr": csr}, kid=account.kid)
+    problem(refused, "badCSR", 400)

@@ -86,8 +86,9 @@ def test_tampered_payload_is_malformed(acme: Acme, account: Account) -> None:
     assert after.json()["status"] == "valid"
 
 
-def test_unknown_kid_is_account_does_not_exist(acme: Acme, account: Account) -> None:
-    unknown = acme.url(f"/acme/acct/{uuid.uuid4()}")
+@pytest.mark.parametrize("path", [f"/acme/acct/{uuid.uuid4()}", "/acme/acct/not-an-id"])
+def test_unknown_kid_is_account_does_not_exist(acme: Acme, account: Account, path: str) -> None:
+    unknown = acme.url(path)
     response = acme.wire.send(account.key, acme.url("/acme/new-order"), {}, kid=unknown)
     problem(response, "accountDoesNotExist", 400)
 

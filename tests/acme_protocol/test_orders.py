@@ -9,7 +9,10 @@ from typing import Any
 import josepy as jose
 import pytest
 from acme import messages
+from acme.crypto_util import make_csr
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.acme_protocol.conftest import DENIED, Account, Acme, csr_b64, csr_for, unique_name
 from tests.acme_protocol.wire import problem
@@ -218,6 +221,14 @@ def test_ip_address_through_http_01(acme: Acme) -> None:
     assert any(d["name"] == "127.0.0.1" for d in domains_of(acme, account.customer))
 
 
+def test_ip_address_through_tls_alpn_01(acme: Acme) -> None:
+    """RFC 8738 section 6: the SNI is the address's reverse-DNS name."""
+    account = acme.register()
+    issued = acme.issue(account, ["127.0.0.1"], "tls-alpn-01")
+    assert issued.order.body.status == messages.STATUS_VALID
+    assert "1.0.0.127.in-addr.arpa" in acme.service.validators.tls.server_names
+
+
 def test_failed_challenge_makes_authorization_and_order_invalid(acme: Acme) -> None:
     account = acme.register()
     name = unique_name("fail")
@@ -238,6 +249,38 @@ def test_failed_challenge_makes_authorization_and_order_invalid(acme: Acme) -> N
         account.key, order["finalize"], {"csr": csr_b64([name])}, kid=account.kid
     )
     problem(finalize, "orderNotReady", 403)
+
+
+@pytest.mark.parametrize("first", ["passing", "failing"])
+def test_two_challenges_of_one_authorization_the_first_settled_decides(
+    acme: Acme, first: str
+) -> None:
+    """A client may answer several challenges of an authorization; the first outcome
+    recorded settles it, and a later one changes only its own challenge."""
+    account = acme.register()
+    name = unique_name("two")
+    orderr, _key = acme.order(account, [name])
+    [authzr] = orderr.authorizations
+    failing = acme.publish(account, authzr, "http-01", wrong=True)
+    passing = acme.publish(account, authzr, "dns-01")
+    answers = [passing, failing] if first == "passing" else [failing, passing]
+    for challb in answers:
+        answered = acme.wire.send(account.key, challb.uri, {}, kid=account.kid)
+        assert answered.json()["status"] == "processing", answered.text
+    assert acme.service.settle(one_challenge=True) == 1
+    assert acme.service.settle(one_challenge=True) == 1
+    authz = post_as_get(acme, account, authzr.uri)
+    order = post_as_get(acme, account, orderr.uri)
+    states = {c["type"]: c["status"] for c in authz["challenges"]}
+    assert (states["http-01"], states["dns-01"]) == ("invalid", "valid")
+    if first == "passing":
+        assert (authz["status"], order["status"]) == ("valid", "ready")
+        assert acme.finalize(account, orderr).body.status == messages.STATUS_VALID
+    else:
+        assert (authz["status"], order["status"]) == ("invalid", "invalid")
+        assert not any(
+            d["name"] == name and d["status"] == "valid" for d in domains_of(acme, account.customer)
+        )
 
 
 def test_finalize_before_ready_is_order_not_ready(acme: Acme) -> None:
@@ -279,6 +322,57 @@ def test_csr_whose_names_differ_from_the_order_is_bad_csr(acme: Acme, fault: str
     assert fixed.status_code == 200, fixed.text
     assert fixed.json()["status"] == "valid"
     assert fixed.json()["certificate"].startswith(acme.url("/acme/cert/"))
+
+
+def ready_order(acme: Acme, account: Account) -> tuple[str, dict[str, Any]]:
+    """A ready order for a granted name: the name and the order."""
+    name = unique_name()
+    acme.grant(account.customer, name)
+    order = new_order(acme, account, dns(name)).json()
+    assert order["status"] == "ready"
+    return name, order
+
+
+@pytest.mark.parametrize(
+    "payload", [None, {}, {"csr": 5}, {"csr": ["x"]}], ids=["no-payload", "empty", "int", "list"]
+)
+def test_finalize_without_a_csr_is_malformed_and_leaves_the_order_ready(
+    acme: Acme, payload: Any
+) -> None:
+    account = acme.register()
+    name, order = ready_order(acme, account)
+    problem(acme.wire.send(account.key, order["finalize"], payload, kid=account.kid), "malformed")
+    order_url = order["finalize"].removesuffix("/finalize")
+    assert post_as_get(acme, account, order_url)["status"] == "ready"
+    fixed = acme.wire.send(
+        account.key, order["finalize"], {"csr": csr_b64([name])}, kid=account.kid
+    )
+    assert fixed.json()["status"] == "valid", fixed.text
+
+
+def csr_der(key: Any, names: list[str]) -> bytes:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return x509.load_pem_x509_csr(make_csr(pem, names)).public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize("fault", ["rsa-1024", "rsa-exponent-3", "bad-signature"])
+def test_unacceptable_csr_is_bad_csr(acme: Acme, fault: str) -> None:
+    account = acme.register()
+    name, order = ready_order(acme, account)
+    if fault == "bad-signature":
+        der = bytearray(csr_der(ec.generate_private_key(ec.SECP256R1()), [name]))
+        der[-5] ^= 1
+    else:
+        exponent = 3 if fault == "rsa-exponent-3" else 65537
+        size = 2048 if fault == "rsa-exponent-3" else 1024
+        der = bytearray(csr_der(rsa.generate_private_key(exponent, size), [name]))
+    csr = jose.b64encode(bytes(der)).decode()
+    problem(acme.wire.send(account.key, order["finalize"], {"csr": csr}, kid=account.kid), "badCSR")
+    assert (
+        post_as_get(acme, account, order["finalize"].removesuffix("/finalize"))["status"] == "ready"
+    )
 
 
 def test_another_accounts_resources_are_not_found(acme: Acme) -> None:
