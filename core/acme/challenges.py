@@ -81,17 +81,26 @@ def claim(session: Session, lease: timedelta, batch: int) -> list[ClaimedChallen
     return claimed
 
 
+# The checker's reasons (worker/validation.py), told apart by phrases of their wording. Each
+# phrase holds a space, which no name, URL, token or record name in a message can: a name
+# such as `dns1.example.com` or `caa.example.com` says nothing of why the check failed.
+_REASONS = (
+    ("caa", ("caa lookup of ", "caa at ", "caa records at ")),
+    ("incorrectResponse", (" holds the expected value",)),
+    ("dns", ("dns lookup of ", "no txt record at ", " has no a or aaaa record")),
+    ("tls", ("tls handshake", "the tls server ")),
+    ("connection", ("could not connect", "timed out", "no answer within ", "does not connect ")),
+)
+
+
 def error_kind(challenge_type: str, message: str) -> str:
     """The ACME error type of a failed check, from the checker's reason."""
     text = message.lower()
-    if "caa" in text:
-        return "caa"
-    if "dns" in text or "txt" in text or "no a or aaaa" in text:
-        return "dns"
-    if challenge_type == "tls-alpn-01" and ("tls" in text or "alpn" in text):
-        return "tls"
-    if any(word in text for word in ("connect", "refused", "timed out", "timeout", "reset")):
-        return "connection"
+    for kind, phrases in _REASONS:
+        if kind == "tls" and challenge_type != "tls-alpn-01":
+            continue
+        if any(phrase in text for phrase in phrases):
+            return kind
     return "incorrectResponse"
 
 
