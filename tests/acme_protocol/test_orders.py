@@ -14,7 +14,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.acme_protocol.conftest import DENIED, Account, Acme, csr_b64, csr_for, unique_name
+from tests.acme_protocol.conftest import (
+    DENIED,
+    Account,
+    Acme,
+    challenge_type,
+    csr_b64,
+    csr_for,
+    unique_name,
+)
 from tests.acme_protocol.wire import problem
 from tests.conftest import Customer
 from tests.domains.servers import Route
@@ -281,6 +289,55 @@ def test_two_challenges_of_one_authorization_the_first_settled_decides(
         assert not any(
             d["name"] == name and d["status"] == "valid" for d in domains_of(acme, account.customer)
         )
+
+
+def failed_challenge(acme: Acme, account: Account, name: str, kind: str, wrong: bool) -> Any:
+    """Answer the order's one authorization with `kind` (the wrong key authorization when
+    `wrong`; nothing published otherwise), settle, and return the challenge."""
+    orderr, _key = acme.order(account, [name])
+    [authzr] = orderr.authorizations
+    if wrong:
+        challb = acme.publish(account, authzr, kind, wrong=True)
+    else:
+        challb = next(c for c in authzr.body.challenges if challenge_type(c) == kind)
+    answered = acme.wire.send(account.key, challb.uri, {}, kid=account.kid)
+    assert answered.status_code == 200, answered.text
+    assert acme.service.settle() >= 1
+    authz = post_as_get(acme, account, authzr.uri)
+    assert authz["status"] == "invalid"
+    return next(c for c in authz["challenges"] if c["type"] == kind)
+
+
+# Names holding the words the error types are told apart by, so only the reason counts.
+TRICKY = "caa-dns-txt-tls-alpn-connect-refused-timeout"
+
+
+@pytest.mark.parametrize(
+    ("kind", "wrong", "error"),
+    [
+        ("http-01", True, "incorrectResponse"),
+        ("http-01", False, "incorrectResponse"),  # 404 from the challenge server
+        ("dns-01", True, "incorrectResponse"),
+        ("dns-01", False, "dns"),  # no TXT record at all
+        ("tls-alpn-01", True, "incorrectResponse"),
+        ("tls-alpn-01", False, "tls"),  # the TLS server does not know the name
+    ],
+)
+def test_failed_challenge_error_type_comes_from_the_reason_not_the_name(
+    acme: Acme, kind: str, wrong: bool, error: str
+) -> None:
+    account = acme.register()
+    failed = failed_challenge(acme, account, unique_name(TRICKY), kind, wrong)
+    assert failed["status"] == "invalid"
+    assert failed["error"]["type"] == f"urn:ietf:params:acme:error:{error}", failed["error"]
+
+
+def test_challenge_nothing_listens_for_is_a_connection_error(acme: Acme) -> None:
+    account = acme.register()
+    name = unique_name("unreachable")
+    acme.service.validators.zone.addresses[name] = ["127.0.0.2"]  # nothing listens there
+    failed = failed_challenge(acme, account, name, "http-01", wrong=True)
+    assert failed["error"]["type"] == "urn:ietf:params:acme:error:connection", failed["error"]
 
 
 def test_finalize_before_ready_is_order_not_ready(acme: Acme) -> None:
