@@ -5,6 +5,7 @@ the customer's deletion ending its ACME accounts."""
 from __future__ import annotations
 
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import josepy as jose
@@ -70,6 +71,17 @@ def test_eab_registers_once_and_its_key_is_then_used(acme: Acme) -> None:
     second = ec_key()
     again = new_account(acme, second, {"externalAccountBinding": binding(acme, second, eab)})
     problem(again, "unauthorized", 403)
+
+
+def test_one_eab_raced_by_many_keys_registers_one_account(acme: Acme) -> None:
+    eab = acme.eab(acme.make_customer())
+    keys = [ec_key() for _ in range(6)]
+    requests = [(key, {"externalAccountBinding": binding(acme, key, eab)}) for key in keys]
+    with ThreadPoolExecutor(len(keys)) as pool:
+        answers = list(pool.map(lambda r: new_account(acme, *r), requests))
+    assert sorted(a.status_code for a in answers) == [201] + [403] * (len(keys) - 1)
+    for refused in (a for a in answers if a.status_code == 403):
+        problem(refused, "unauthorized", 403)
 
 
 def test_expired_eab_is_unauthorized(acme: Acme) -> None:
@@ -286,6 +298,7 @@ def test_key_change_with_a_wrong_inner_member_is_malformed(acme: Acme, fault: st
 
 def test_deleting_the_customer_deactivates_its_acme_accounts(acme: Acme, accounts: Any) -> None:
     account = acme.register()
+    eab = acme.eab(account.customer)
     assert acme.wire.send(account.key, account.kid, kid=account.kid).status_code == 200
     gone = accounts.delete(f"/api/accounts/{account.customer.id}", headers=account.customer.auth)
     assert gone.status_code == 204, gone.get_data(as_text=True)
@@ -297,3 +310,7 @@ def test_deleting_the_customer_deactivates_its_acme_accounts(acme: Acme, account
         kid=account.kid,
     )
     problem(order, "unauthorized", 403)
+    # A binding made before the deletion registers nothing afterwards.
+    late = ec_key()
+    response = new_account(acme, late, {"externalAccountBinding": binding(acme, late, eab)})
+    problem(response, "unauthorized", 403)

@@ -66,6 +66,17 @@ def ocsp_status(acme: Acme, issued: Issued) -> ocsp.OCSPResponse:
     return answer
 
 
+def events_of(acme: Acme, issued: Issued, kind: str) -> list[dict[str, Any]]:
+    """The certificate's events of one type, as the webhook bodies recorded."""
+    with make_sessionmaker(acme.service.engine)() as session:
+        rows = session.scalars(
+            select(Event.payload).where(
+                Event.subject_id == uuid.UUID(issued.certificate_id), Event.type == kind
+            )
+        ).all()
+    return [dict(row) for row in rows]
+
+
 def cert_key_jwk(issued: Issued) -> jose.JWK:
     return jose.JWKEC(key=issued.key)
 
@@ -84,15 +95,8 @@ def test_issued_certificate_is_the_customers_with_its_event(acme: Acme) -> None:
     assert {item["common_name"], *item["dns_names"]} == names
     shown = rest_certificate(acme, account, issued.certificate_id)
     assert x509.load_pem_x509_certificate(shown["certificate_pem"].encode()) == issued.leaf
-    with make_sessionmaker(acme.service.engine)() as session:
-        events = session.scalars(
-            select(Event).where(
-                Event.subject_id == uuid.UUID(issued.certificate_id),
-                Event.type == "certificate.created",
-            )
-        ).all()
-    assert len(events) == 1
-    data = events[0].payload["data"]
+    [event] = events_of(acme, issued, "certificate.created")
+    data = event["data"]
     assert data["certificate_id"] == issued.certificate_id
     assert data["account_id"] == account.customer.id
 
@@ -126,6 +130,8 @@ def test_revoke_by_the_certificates_own_key(acme: Acme) -> None:
     answer = ocsp_status(acme, issued)
     assert answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
     assert answer.revocation_reason == x509.ReasonFlags.superseded
+    [event] = events_of(acme, issued, "certificate.revoked")
+    assert event["data"]["account_id"] == account.customer.id
 
 
 def test_revoke_by_the_owning_account_and_again_is_already_revoked(acme: Acme) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import josepy as jose
 import pytest
@@ -181,6 +182,16 @@ def test_reused_nonce_is_bad_nonce(acme: Acme, account: Account) -> None:
         account.key, account.kid, nonce=again.headers["Replay-Nonce"], kid=account.kid
     )
     assert retried.status_code == 200, retried.text
+
+
+def test_one_nonce_sent_at_once_many_times_is_good_once(acme: Acme, account: Account) -> None:
+    nonce = acme.wire.nonce()
+    documents = [signed(account.key, account.kid, None, nonce, kid=account.kid) for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda d: acme.wire.post(account.kid, d), documents))
+    assert sorted(a.status_code for a in answers) == [200] + [400] * 7
+    for refused in (a for a in answers if a.status_code == 400):
+        problem(refused, "badNonce", 400)
 
 
 def test_nonce_of_a_refused_request_is_used_up(acme: Acme, account: Account) -> None:

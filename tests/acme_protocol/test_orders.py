@@ -4,6 +4,7 @@ settled by the worker making domain authorizations, failed challenges, finalizat
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import josepy as jose
@@ -174,6 +175,36 @@ def test_parent_granted_with_subdomains_covers_names_and_wildcards(acme: Acme) -
     assert order["status"] == "ready"
     for url in order["authorizations"]:
         assert post_as_get(acme, account, url)["status"] == "valid"
+
+
+def test_name_granted_without_subdomains_does_not_cover_its_wildcard(acme: Acme) -> None:
+    account = acme.register()
+    base = unique_name()
+    acme.grant(account.customer, base)
+    order = new_order(acme, account, dns(base, f"*.{base}")).json()
+    assert order["status"] == "pending"
+    states = [post_as_get(acme, account, url)["status"] for url in order["authorizations"]]
+    assert sorted(states) == ["pending", "valid"]
+
+
+def test_concurrent_finalizations_issue_one_certificate(acme: Acme) -> None:
+    account = acme.register()
+    name, order = ready_order(acme, account)
+    csr = csr_b64([name])
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(
+                lambda _: acme.wire.send(
+                    account.key, order["finalize"], {"csr": csr}, kid=account.kid
+                ),
+                range(4),
+            )
+        )
+    assert sorted(a.status_code for a in answers) == [200, 403, 403, 403]
+    for refused in (a for a in answers if a.status_code == 403):
+        problem(refused, "orderNotReady", 403)
+    listed = acme.wire.http.get(acme.url("/api/certificates"), headers=account.customer.auth)
+    assert [c["common_name"] for c in listed.json()["items"]] == [name]
 
 
 def test_another_customers_authorization_does_not_count(acme: Acme) -> None:
