@@ -28,8 +28,9 @@ from acme import challenges, messages
 from acme import client as acme_client
 from acme.crypto_util import make_csr
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
 
 from core.acme import challenges as acme_challenges
 from schema.db import make_sessionmaker
@@ -334,6 +335,21 @@ class Acme:
         self.answer(account, orderr, kind)
         done = self.finalize(account, orderr)
         return Issued(done, str(done.fullchain_pem), key)
+
+
+def ocsp_status(acme: Acme, issued: Issued) -> ocsp.OCSPResponse:
+    """What the OCSP responder says of the certificate (POST /api/ocsp)."""
+    request = ocsp.OCSPRequestBuilder().add_certificate(issued.leaf, issued.issuer, hashes.SHA256())
+    response = acme.wire.http.post(
+        acme.url("/api/ocsp"),
+        content=request.build().public_bytes(serialization.Encoding.DER),
+        headers={"Content-Type": "application/ocsp-request"},
+    )
+    assert response.status_code == 200, response.text
+    answer = ocsp.load_der_ocsp_response(response.content)
+    assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert answer.serial_number == issued.leaf.serial_number
+    return answer
 
 
 @pytest.fixture

@@ -12,9 +12,12 @@ import josepy as jose
 import pytest
 from acme import errors as acme_errors
 from acme import messages
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import ocsp
 from sqlalchemy import text
 
-from tests.acme_protocol.conftest import Account, Acme
+from tests.acme_protocol.conftest import Account, Acme, ocsp_status, unique_name
 from tests.acme_protocol.wire import (
     ACME_ERROR,
     ec_key,
@@ -299,7 +302,9 @@ def test_key_change_with_a_wrong_inner_member_is_malformed(acme: Acme, fault: st
 def test_deleting_the_customer_deactivates_its_acme_accounts(acme: Acme, accounts: Any) -> None:
     account = acme.register()
     eab = acme.eab(account.customer)
-    assert acme.wire.send(account.key, account.kid, kid=account.kid).status_code == 200
+    name = unique_name("gone")
+    acme.grant(account.customer, name)
+    issued = acme.issue(account, [name])
     gone = accounts.delete(f"/api/accounts/{account.customer.id}", headers=account.customer.auth)
     assert gone.status_code == 204, gone.get_data(as_text=True)
     problem(acme.wire.send(account.key, account.kid, kid=account.kid), "unauthorized", 403)
@@ -314,3 +319,12 @@ def test_deleting_the_customer_deactivates_its_acme_accounts(acme: Acme, account
     late = ec_key()
     response = new_account(acme, late, {"externalAccountBinding": binding(acme, late, eab)})
     problem(response, "unauthorized", 403)
+    # Its certificates were revoked with it (cessationOfOperation).
+    answer = ocsp_status(acme, issued)
+    assert answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert answer.revocation_reason == x509.ReasonFlags.cessation_of_operation
+    certificate = jose.b64encode(issued.leaf.public_bytes(serialization.Encoding.DER)).decode()
+    by_key = acme.wire.send(
+        jose.JWKEC(key=issued.key), acme.url("/acme/revoke-cert"), {"certificate": certificate}
+    )
+    problem(by_key, "alreadyRevoked", 400)

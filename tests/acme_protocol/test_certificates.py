@@ -13,13 +13,13 @@ import pytest
 from acme import client as acme_client
 from acme.crypto_util import make_csr
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 from sqlalchemy import select
 
 from schema.db import make_sessionmaker
 from schema.events import Event
-from tests.acme_protocol.conftest import Account, Acme, Issued, unique_name
+from tests.acme_protocol.conftest import Account, Acme, Issued, ocsp_status, unique_name
 from tests.acme_protocol.wire import ec_key, library_client, problem
 
 DER = serialization.Encoding.DER
@@ -50,20 +50,6 @@ def revoke(acme: Acme, signer: jose.JWK, issued: Issued, reason: Any = None, **k
     if reason is not None:
         payload["reason"] = reason
     return acme.wire.send(signer, acme.url("/acme/revoke-cert"), payload, **kid)
-
-
-def ocsp_status(acme: Acme, issued: Issued) -> ocsp.OCSPResponse:
-    request = ocsp.OCSPRequestBuilder().add_certificate(issued.leaf, issued.issuer, hashes.SHA256())
-    response = acme.wire.http.post(
-        acme.url("/api/ocsp"),
-        content=request.build().public_bytes(DER),
-        headers={"Content-Type": "application/ocsp-request"},
-    )
-    assert response.status_code == 200, response.text
-    answer = ocsp.load_der_ocsp_response(response.content)
-    assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
-    assert answer.serial_number == issued.leaf.serial_number
-    return answer
 
 
 def events_of(acme: Acme, issued: Issued, kind: str) -> list[dict[str, Any]]:

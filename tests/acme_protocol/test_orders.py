@@ -207,6 +207,28 @@ def test_concurrent_finalizations_issue_one_certificate(acme: Acme) -> None:
     assert [c["common_name"] for c in listed.json()["items"]] == [name]
 
 
+def test_deleted_domain_authorization_no_longer_covers_acme_orders(acme: Acme) -> None:
+    """DELETE /api/domains/{id}: no new certificate for the name until authorized again,
+    also through an ACME order made ready by it before."""
+    account = acme.register()
+    name = unique_name("deleted")
+    acme.grant(account.customer, name)
+    ready = new_order(acme, account, dns(name)).json()
+    assert ready["status"] == "ready"
+    [domain] = [d for d in domains_of(acme, account.customer) if d["name"] == name]
+    gone = acme.wire.http.delete(
+        acme.url(f"/api/domains/{domain['id']}"), headers=account.customer.auth
+    )
+    assert gone.status_code == 204, gone.text
+    refused = acme.wire.send(
+        account.key, ready["finalize"], {"csr": csr_b64([name])}, kid=account.kid
+    )
+    problem(refused, "unauthorized", 403)
+    listed = acme.wire.http.get(acme.url("/api/certificates"), headers=account.customer.auth)
+    assert listed.json()["items"] == []
+    assert new_order(acme, account, dns(name)).json()["status"] == "pending"
+
+
 def test_another_customers_authorization_does_not_count(acme: Acme) -> None:
     owner, other = acme.register(), acme.register()
     name = unique_name()
