@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import josepy as jose
@@ -15,8 +16,10 @@ from acme import messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
-from sqlalchemy import text
+from sqlalchemy import update
 
+from schema.acme import AcmeEabKey
+from schema.base import utcnow
 from tests.acme_protocol.conftest import Account, Acme, ocsp_status, unique_name
 from tests.acme_protocol.wire import (
     ACME_ERROR,
@@ -91,11 +94,9 @@ def test_expired_eab_is_unauthorized(acme: Acme) -> None:
     eab = acme.eab(acme.make_customer())
     with acme.service.engine.begin() as conn:
         conn.execute(
-            text(
-                "UPDATE acme_eab_keys SET expires_at = now() at time zone 'utc' - interval "
-                "'1 minute' WHERE key_id = :k"
-            ),
-            {"k": eab["key_id"]},
+            update(AcmeEabKey)
+            .where(AcmeEabKey.key_id == eab["key_id"])
+            .values(expires_at=utcnow() - timedelta(minutes=1))
         )
     key = ec_key()
     response = new_account(acme, key, {"externalAccountBinding": binding(acme, key, eab)})
