@@ -106,7 +106,12 @@ async def signed(
             if message.kid is not None:
                 if not message.kid.startswith(account_prefix):
                     raise AcmeProblem("accountDoesNotExist", "the kid is not an account URL")
-                account_id = _id(message.kid.removeprefix(account_prefix), "account")
+                try:
+                    account_id = uuid.UUID(message.kid.removeprefix(account_prefix))
+                except ValueError:
+                    raise AcmeProblem(
+                        "accountDoesNotExist", "no ACME account has this URL"
+                    ) from None
                 account = accounts.acting(session, account_id)
                 key = load_jwk(account.jwk)
             else:
@@ -152,8 +157,8 @@ async def new_account(request: Request, runtime: RuntimeDep) -> Response:
     urls = urls_of(runtime)
 
     def rule(session: Session, req: Signed) -> tuple[dict[str, Any], str, bool]:
-        if req.account is not None:
-            raise malformed("newAccount is signed with the account key as jwk, not a kid")
+        if req.account is not None:  # RFC 8555 section 6.2: newAccount is signed with jwk
+            raise malformed("newAccount takes a JWS with jwk (the account key), not kid")
         account, created = accounts.register(session, runtime.keyring, req.jws, req.key)
         return shapes.account(urls, account), urls.account(account.id), created
 
@@ -263,8 +268,9 @@ async def finalize(order_id: str, request: Request, runtime: RuntimeDep) -> Resp
 
     def begin(session: Session, req: Signed) -> tuple[Any, dict[str, Any], uuid.UUID]:
         payload = req.jws.json()
-        if payload is None:
-            raise malformed("finalize needs a payload with the CSR")
+        # Before the order is taken: a request without a CSR leaves the order ready.
+        if payload is None or not isinstance(payload.get("csr"), str):
+            raise malformed("finalize needs a payload with the CSR, DER in base64url")
         started = orders.begin_finalize(session, req.acting, wanted)
         return started, payload, req.acting.account_id
 

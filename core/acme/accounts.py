@@ -19,7 +19,7 @@ from typing import Any
 
 from josepy.errors import DeserializationError
 from josepy.jwk import JWK
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -156,7 +156,18 @@ def register(
         created_at=now,
         updated_at=now,
     )
-    eab.used_at = now
+    # Taken only if still unused, as the update runs: without row locks (SQLite) the lock
+    # `_bound_key` took holds nothing, and keys racing for one binding would all register.
+    taken = session.scalar(
+        update(AcmeEabKey)
+        .where(AcmeEabKey.key_id == eab.key_id, AcmeEabKey.used_at.is_(None))
+        .values(used_at=now)
+        .returning(AcmeEabKey.key_id)
+        .execution_options(synchronize_session=False)
+    )
+    if taken is None:
+        session.rollback()
+        raise unauthorized("this external account binding key was already used")
     session.add(account)
     try:
         session.commit()
@@ -204,7 +215,8 @@ def _bound_key(
 
 
 def update_account(session: Session, account: AcmeAccount, payload: dict[str, Any]) -> None:
-    """POST to the account URL: new contacts, or `status: deactivated` (for good). Commits."""
+    """POST to the account URL: new contacts, or `status: deactivated` (for good). Commits.
+    Any other status is no change: certbot's update sends the whole account back."""
     status = payload.get("status")
     # RFC 8555 section 7.3.2: any other status is ignored (clients echo the account back).
     if status is not None and not isinstance(status, str):

@@ -81,17 +81,26 @@ def claim(session: Session, lease: timedelta, batch: int) -> list[ClaimedChallen
     return claimed
 
 
+# The checker's reasons (worker/validation.py), told apart by phrases of their wording. Each
+# phrase holds a space, which no name, URL, token or record name in a message can: a name
+# such as `dns1.example.com` or `caa.example.com` says nothing of why the check failed.
+_REASONS = (
+    ("caa", ("caa lookup of ", "caa at ", "caa records at ")),
+    ("incorrectResponse", (" holds the expected value",)),
+    ("dns", ("dns lookup of ", "no txt record at ", " has no a or aaaa record")),
+    ("tls", ("tls handshake", "the tls server ")),
+    ("connection", ("could not connect", "timed out", "no answer within ", "does not connect ")),
+)
+
+
 def error_kind(challenge_type: str, message: str) -> str:
     """The ACME error type of a failed check, from the checker's reason."""
     text = message.lower()
-    if "caa" in text:
-        return "caa"
-    if "dns" in text or "txt" in text or "no a or aaaa" in text:
-        return "dns"
-    if challenge_type == "tls-alpn-01" and ("tls" in text or "alpn" in text):
-        return "tls"
-    if any(word in text for word in ("connect", "refused", "timed out", "timeout", "reset")):
-        return "connection"
+    for kind, phrases in _REASONS:
+        if kind == "tls" and challenge_type != "tls-alpn-01":
+            continue
+        if any(phrase in text for phrase in phrases):
+            return kind
     return "incorrectResponse"
 
 
@@ -115,17 +124,25 @@ def record(session: Session, claimed: ClaimedChallenge, error: str | None, days:
         return False
     challenge, authz, order, account = found
     challenge.leased_until = None
-    if error is None:
+    # Another challenge of the authorization (a client may answer several) settled it first,
+    # or the client deactivated it: this outcome is the challenge's only (RFC 8555 section
+    # 7.1.6: a valid, invalid or deactivated authorization stays so).
+    settled = authz.status != AuthzStatus.PENDING
+    if error is None and settled:
+        challenge.status = ChallengeStatus.VALID.value
+        challenge.validated_at = now
+    elif error is None:
         _passed(session, (challenge, authz, order, account), days, now)
     else:
         problem = AcmeProblem(error_kind(challenge.type, error), error)
         challenge.status = ChallengeStatus.INVALID.value
         challenge.error = problem.body()
-        authz.status = AuthzStatus.INVALID.value
-        if order.status in (OrderStatus.PENDING, OrderStatus.READY):
-            order.status = OrderStatus.INVALID.value
-            order.error = problem.body()
-            order.updated_at = now
+        if not settled:
+            authz.status = AuthzStatus.INVALID.value
+            if order.status in (OrderStatus.PENDING, OrderStatus.READY):
+                order.status = OrderStatus.INVALID.value
+                order.error = problem.body()
+                order.updated_at = now
         count_hit(session, FAILURES_SCOPE, str(account.account_id), now)
     session.commit()
     return True

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from certificate_api.pki import names
@@ -416,9 +416,24 @@ def begin_finalize(session: Session, account: AcmeAccount, order_id: uuid.UUID) 
         raise AcmeProblem(
             "orderNotReady", f"the order is {order.status}, not ready: it cannot be finalized"
         )
+    # Taken only if unchanged since read, as the update runs: without row locks (SQLite)
+    # concurrent finalizations would all take it, and each sign.
+    taken = session.scalar(
+        update(AcmeOrder)
+        .where(
+            AcmeOrder.id == order.id,
+            AcmeOrder.status == order.status,
+            AcmeOrder.updated_at == order.updated_at,
+        )
+        .values(status=OrderStatus.PROCESSING.value, updated_at=now)
+        .returning(AcmeOrder.id)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    if taken is None:
+        raise AcmeProblem("orderNotReady", "the order is being finalized by another request")
     order.status = OrderStatus.PROCESSING.value
     order.updated_at = now
-    session.commit()
     return order
 
 

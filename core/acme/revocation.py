@@ -76,6 +76,8 @@ def certificate_to_revoke(
         raise unauthorized("the certificate is not this account's")
     if key is not None and _spki(raw_key(key)) != _spki(leaf.public_key()):
         raise unauthorized("the JWS is signed by neither the certificate's key nor its owner")
+    if cert.revoked_at is not None:  # its customer's deletion, say: no one left to act for
+        raise AcmeProblem("alreadyRevoked", "the certificate is already revoked")
     return cert
 
 

@@ -1,0 +1,141 @@
+"""ACME finalization (RFC 8555 section 7.4): only a ready order, a CSR naming exactly its
+identifiers with an acceptable key, one certificate however many finalize at once, and no
+certificate once the domain authorization behind a ready order is deleted."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import josepy as jose
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from tests.acme_protocol.conftest import Acme, csr_b64, unique_name
+from tests.acme_protocol.resources import (
+    csr_der,
+    dns,
+    domains_of,
+    new_order,
+    post_as_get,
+    ready_order,
+)
+from tests.acme_protocol.wire import problem
+
+
+def test_concurrent_finalizations_issue_one_certificate(acme: Acme) -> None:
+    account = acme.register()
+    name, order = ready_order(acme, account)
+    csr = csr_b64([name])
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(
+                lambda _: acme.wire.send(
+                    account.key, order["finalize"], {"csr": csr}, kid=account.kid
+                ),
+                range(4),
+            )
+        )
+    assert sorted(a.status_code for a in answers) == [200, 403, 403, 403]
+    for refused in (a for a in answers if a.status_code == 403):
+        problem(refused, "orderNotReady", 403)
+    listed = acme.wire.http.get(acme.url("/api/certificates"), headers=account.customer.auth)
+    assert [c["common_name"] for c in listed.json()["items"]] == [name]
+
+
+def test_deleted_domain_authorization_no_longer_covers_acme_orders(acme: Acme) -> None:
+    """DELETE /api/domains/{id}: no new certificate for the name until authorized again,
+    also through an ACME order made ready by it before."""
+    account = acme.register()
+    name = unique_name("deleted")
+    acme.grant(account.customer, name)
+    ready = new_order(acme, account, dns(name)).json()
+    assert ready["status"] == "ready"
+    [domain] = [d for d in domains_of(acme, account.customer) if d["name"] == name]
+    gone = acme.wire.http.delete(
+        acme.url(f"/api/domains/{domain['id']}"), headers=account.customer.auth
+    )
+    assert gone.status_code == 204, gone.text
+    refused = acme.wire.send(
+        account.key, ready["finalize"], {"csr": csr_b64([name])}, kid=account.kid
+    )
+    problem(refused, "unauthorized", 403)
+    listed = acme.wire.http.get(acme.url("/api/certificates"), headers=account.customer.auth)
+    assert listed.json()["items"] == []
+    assert new_order(acme, account, dns(name)).json()["status"] == "pending"
+
+
+def test_finalize_before_ready_is_order_not_ready(acme: Acme) -> None:
+    account = acme.register()
+    name = unique_name()
+    order = new_order(acme, account, dns(name)).json()
+    response = acme.wire.send(
+        account.key, order["finalize"], {"csr": csr_b64([name])}, kid=account.kid
+    )
+    problem(response, "orderNotReady", 403)
+    assert (
+        post_as_get(acme, account, order["finalize"].removesuffix("/finalize"))["status"]
+        == "pending"
+    )
+
+
+@pytest.mark.parametrize("fault", ["other-name", "extra-name", "missing-name", "garbage"])
+def test_csr_whose_names_differ_from_the_order_is_bad_csr(acme: Acme, fault: str) -> None:
+    account = acme.register()
+    name, second = unique_name(), unique_name()
+    acme.grant(account.customer, name)
+    acme.grant(account.customer, second)
+    order = new_order(acme, account, dns(name, second)).json()
+    assert order["status"] == "ready"
+    names = {
+        "other-name": [name, unique_name()],
+        "extra-name": [name, second, unique_name()],
+        "missing-name": [name],
+        "garbage": [],
+    }[fault]
+    csr = csr_b64(names) if names else jose.b64encode(b"not a CSR").decode()
+    response = acme.wire.send(account.key, order["finalize"], {"csr": csr}, kid=account.kid)
+    problem(response, "badCSR", 400)
+    order_url = order["finalize"].removesuffix("/finalize")
+    assert post_as_get(acme, account, order_url)["status"] == "ready"
+    fixed = acme.wire.send(
+        account.key, order["finalize"], {"csr": csr_b64([second, name])}, kid=account.kid
+    )
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["status"] == "valid"
+    assert fixed.json()["certificate"].startswith(acme.url("/acme/cert/"))
+
+
+@pytest.mark.parametrize(
+    "payload", [None, {}, {"csr": 5}, {"csr": ["x"]}], ids=["no-payload", "empty", "int", "list"]
+)
+def test_finalize_without_a_csr_is_malformed_and_leaves_the_order_ready(
+    acme: Acme, payload: Any
+) -> None:
+    account = acme.register()
+    name, order = ready_order(acme, account)
+    problem(acme.wire.send(account.key, order["finalize"], payload, kid=account.kid), "malformed")
+    order_url = order["finalize"].removesuffix("/finalize")
+    assert post_as_get(acme, account, order_url)["status"] == "ready"
+    fixed = acme.wire.send(
+        account.key, order["finalize"], {"csr": csr_b64([name])}, kid=account.kid
+    )
+    assert fixed.json()["status"] == "valid", fixed.text
+
+
+@pytest.mark.parametrize("fault", ["rsa-1024", "rsa-exponent-3", "bad-signature"])
+def test_unacceptable_csr_is_bad_csr(acme: Acme, fault: str) -> None:
+    account = acme.register()
+    name, order = ready_order(acme, account)
+    if fault == "bad-signature":
+        der = bytearray(csr_der(ec.generate_private_key(ec.SECP256R1()), [name]))
+        der[-5] ^= 1
+    else:
+        exponent = 3 if fault == "rsa-exponent-3" else 65537
+        size = 2048 if fault == "rsa-exponent-3" else 1024
+        der = bytearray(csr_der(rsa.generate_private_key(exponent, size), [name]))
+    csr = jose.b64encode(bytes(der)).decode()
+    problem(acme.wire.send(account.key, order["finalize"], {"csr": csr}, kid=account.kid), "badCSR")
+    assert (
+        post_as_get(acme, account, order["finalize"].removesuffix("/finalize"))["status"] == "ready"
+    )
