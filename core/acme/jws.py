@@ -175,16 +175,13 @@ def public_jwk(key: JWK) -> dict[str, Any]:
     return dict(key.public_key().to_partial_json())
 
 
-def verify(jws: Jws, key: JWK, *, registered: bool = False) -> None:
+def verify(jws: Jws, key: JWK) -> None:
     """The signature, by `key`, with the header's algorithm, which must suit the key
-    (RS256 for RSA; ES256 for P-256, ES384 for P-384); `malformed` when it does not verify.
-    For a `registered` key (a `kid`'s account), an algorithm that does not suit it means
-    another key signed: `malformed` too, not a complaint about the algorithm."""
+    (RS256 for RSA; ES256 for P-256, ES384 for P-384: `badSignatureAlgorithm` otherwise, as
+    Boulder answers, also for a `kid`'s key); `malformed` when it does not verify."""
     alg = jws.alg
     public = raw_key(key)
     if not _suits(alg, public):
-        if registered:  # another key than the account's signed it
-            raise malformed("the JWS signature does not verify with the account's key")
         needs = "an RSA key" if alg == "RS256" else f"an EC {_CURVE_NAMES[alg]} key"
         raise AcmeProblem("badSignatureAlgorithm", f"{alg} needs {needs}", algorithms=[alg])
     if not ACCOUNT_ALGORITHMS[alg].verify(public, jws.signing_input, jws.signature):
