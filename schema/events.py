@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 import threading
 import time
 import uuid
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import JSON, Connection, Engine, Index, Integer, String, Text, event, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -87,8 +89,23 @@ class Event(Base):
     )
 
 
+def endpoint_key(url: str) -> str:
+    """How an endpoint is named in the database: its URL, unless that carries a secret (user
+    info, a query, a fragment: a token is often put there), in which case the URL without it
+    and a SHA-256 of the whole URL, so the secret is never stored in clear."""
+    parts = urlsplit(url)
+    if not (parts.query or parts.fragment or parts.username or parts.password):
+        return url
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    port = f":{parts.port}" if parts.port else ""
+    digest = hashlib.sha256(url.encode()).hexdigest()[:32]
+    return f"{parts.scheme}://{host}{port}{parts.path}#sha256:{digest}"
+
+
 class WebhookEndpoint(Base):
-    """A receiver URL; a 410 from it disables deliveries until an operator re-enables it."""
+    """A receiver, by `endpoint_key`; a 410 from it disables deliveries until an operator
+    re-enables it."""
 
     __tablename__ = "webhook_endpoints"
 

@@ -10,7 +10,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from schema.base import utcnow
-from schema.events import Event, EventState, WebhookEndpoint
+from schema.events import Event, EventState, WebhookEndpoint, endpoint_key
 
 PENDING = EventState.PENDING.value
 
@@ -121,20 +121,21 @@ def release(session: Session, event: Event) -> None:
 
 def endpoint_disabled(session: Session, url: str) -> WebhookEndpoint | None:
     """The endpoint row when deliveries to it are stopped (after a 410)."""
-    row = session.get(WebhookEndpoint, url)
+    row = session.get(WebhookEndpoint, endpoint_key(url))
     return row if row is not None and row.disabled_at is not None else None
 
 
 def disable_endpoint(session: Session, url: str, reason: str, now: datetime) -> None:
     """Stop deliveries to this URL until an operator re-enables it."""
-    row = session.get(WebhookEndpoint, url) or WebhookEndpoint(url=url)
+    key = endpoint_key(url)
+    row = session.get(WebhookEndpoint, key) or WebhookEndpoint(url=key)
     row.disabled_at, row.disabled_reason = now, reason
     session.add(row)
 
 
 def enable_endpoint(session: Session, url: str) -> bool:
     """Let deliveries to this URL resume; False when it was not disabled."""
-    row = session.get(WebhookEndpoint, url)
+    row = session.get(WebhookEndpoint, endpoint_key(url))
     if row is None or row.disabled_at is None:
         return False
     row.disabled_at, row.disabled_reason = None, None

@@ -112,7 +112,7 @@ async def signed(
             else:
                 assert message.jwk is not None
                 key = jws.account_key(message.jwk)
-            jws.verify(message, key)
+            jws.verify(message, key, registered=account is not None)
             return rule(session, Signed(message, account, key))
 
     return await anyio.to_thread.run_sync(run)

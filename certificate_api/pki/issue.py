@@ -12,7 +12,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from certificate_api.pki.ca import Issuer, authority_key_id, key_usage, signature_hash
 from certificate_api.pki.keys import KeyPolicyError, PublicKey, key_type_of
-from certificate_api.pki.names import IpAddress
+from certificate_api.pki.names import IpAddress, is_ip
 
 
 class CsrError(ValueError):
@@ -52,10 +52,13 @@ def build_leaf(request: LeafRequest, issuer: Issuer) -> x509.Certificate:
     """Sign a leaf: SAN with every name, CA:false, serverAuth+clientAuth, SKI/AKI, CRL DP, AIA."""
     sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dict.fromkeys(request.dns_names)]
     sans += [x509.IPAddress(ip) for ip in dict.fromkeys(request.ip_addresses)]
+    # The subject's CN only for a DNS name that fits X.520's 64 characters: an address in a
+    # CN is read as a host name by clients (certbot refuses such a certificate), so an
+    # address is in the SAN only, as public CAs issue them; an empty subject makes the SAN
+    # critical (RFC 5280 section 4.2.1.6).
+    in_subject = len(request.common_name) <= 64 and not is_ip(request.common_name)
     subject = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, request.common_name)]
-        if len(request.common_name) <= 64
-        else []
+        [x509.NameAttribute(NameOID.COMMON_NAME, request.common_name)] if in_subject else []
     )
     builder = (
         x509.CertificateBuilder()

@@ -206,8 +206,9 @@ def _bound_key(
 def update_account(session: Session, account: AcmeAccount, payload: dict[str, Any]) -> None:
     """POST to the account URL: new contacts, or `status: deactivated` (for good). Commits."""
     status = payload.get("status")
-    if status is not None and status != AcmeAccountStatus.DEACTIVATED:
-        raise malformed("an account's status can only be set to deactivated")
+    # RFC 8555 section 7.3.2: any other status is ignored (clients echo the account back).
+    if status is not None and not isinstance(status, str):
+        raise malformed("status is a string")
     if "contact" in payload:
         account.contact = _contacts(payload["contact"])
     if status == AcmeAccountStatus.DEACTIVATED:

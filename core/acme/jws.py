@@ -33,6 +33,7 @@ ACCOUNT_ALGORITHMS = {
 EAB_ALGORITHMS = {"HS256": HS256, "HS384": HS384, "HS512": HS512}
 MIN_RSA_BITS = 2048
 _CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1}
+_CURVE_NAMES = {"ES256": "P-256", "ES384": "P-384"}
 _FLATTENED = frozenset({"protected", "payload", "signature"})
 
 
@@ -174,20 +175,26 @@ def public_jwk(key: JWK) -> dict[str, Any]:
     return dict(key.public_key().to_partial_json())
 
 
-def verify(jws: Jws, key: JWK) -> None:
+def verify(jws: Jws, key: JWK, *, registered: bool = False) -> None:
     """The signature, by `key`, with the header's algorithm, which must suit the key
-    (RS256 for RSA; ES256 for P-256, ES384 for P-384); `malformed` when it does not verify."""
+    (RS256 for RSA; ES256 for P-256, ES384 for P-384); `malformed` when it does not verify.
+    For a `registered` key (a `kid`'s account), an algorithm that does not suit it means
+    another key signed: `malformed` too, not a complaint about the algorithm."""
     alg = jws.alg
     public = raw_key(key)
-    if alg == "RS256" and not isinstance(public, rsa.RSAPublicKey):
-        raise AcmeProblem("badSignatureAlgorithm", "RS256 needs an RSA key", algorithms=[alg])
-    if alg in _CURVES and not (
-        isinstance(public, ec.EllipticCurvePublicKey) and isinstance(public.curve, _CURVES[alg])
-    ):
-        curve = "P-256" if alg == "ES256" else "P-384"
-        raise AcmeProblem("badSignatureAlgorithm", f"{alg} needs an EC {curve} key")
+    if not _suits(alg, public):
+        if registered:  # another key than the account's signed it
+            raise malformed("the JWS signature does not verify with the account's key")
+        needs = "an RSA key" if alg == "RS256" else f"an EC {_CURVE_NAMES[alg]} key"
+        raise AcmeProblem("badSignatureAlgorithm", f"{alg} needs {needs}", algorithms=[alg])
     if not ACCOUNT_ALGORITHMS[alg].verify(public, jws.signing_input, jws.signature):
         raise malformed("the JWS signature does not verify")
+
+
+def _suits(alg: str, public: Any) -> bool:
+    if alg == "RS256":
+        return isinstance(public, rsa.RSAPublicKey)
+    return isinstance(public, ec.EllipticCurvePublicKey) and isinstance(public.curve, _CURVES[alg])
 
 
 def verify_mac(jws: Jws, mac_key: bytes) -> None:

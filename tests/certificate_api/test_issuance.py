@@ -226,6 +226,9 @@ def test_ip_common_name_becomes_an_ip_san(certs: Any, make_customer: Any, issue:
         ipaddress.ip_address("2001:db8::1"),
         ipaddress.ip_address("192.0.2.10"),
     ]
+    # An address is never the subject's CN (clients read a CN as a host name): SAN only.
+    assert list(leaf.subject) == []
+    assert leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical
 
 
 def test_common_name_over_64_characters_leaves_subject_empty_and_san_critical(

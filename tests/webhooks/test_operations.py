@@ -88,3 +88,18 @@ def test_an_event_past_its_retry_window_is_failed_and_can_be_requeued(
     time.sleep(0.3)
     with world.engine.connect() as conn:
         assert conn.execute(select(Event.state)).scalar_one() == "delivered"
+
+
+def test_an_endpoint_url_carrying_a_secret_is_stored_by_digest(world: World) -> None:
+    secret_url = "https://hooks.example.com/in?token=s3cret-value"
+    with make_sessionmaker(world.engine)() as session:
+        outbox.disable_endpoint(session, secret_url, "410", utcnow())
+        session.commit()
+        assert outbox.endpoint_disabled(session, secret_url) is not None
+        assert outbox.endpoint_disabled(session, "https://hooks.example.com/in?token=x") is None
+    with world.engine.connect() as conn:
+        stored = conn.execute(select(WebhookEndpoint.url)).scalars().all()
+    assert len(stored) == 1 and "s3cret" not in stored[0]
+    assert stored[0].startswith("https://hooks.example.com/in#sha256:")
+    with make_sessionmaker(world.engine)() as session:
+        assert outbox.enable_endpoint(session, secret_url)

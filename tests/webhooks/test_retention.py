@@ -13,7 +13,9 @@ from click.testing import CliRunner
 from sqlalchemy import event, func, insert, select, update
 
 from ca_admin.cli import main
+from core.acme.nonces import NONCE_TTL, Nonces
 from schema.accounts import LoginFailure
+from schema.acme import AcmeNonce
 from schema.base import utcnow
 from schema.certificates import IdempotencyKey
 from schema.db import make_sessionmaker
@@ -99,6 +101,7 @@ def test_prune_deletes_only_what_expired_and_never_an_undelivered_event(world: W
         "login_failures": 1,
         "expired_idempotency_keys": 1,
         "stale_rate_counters": 0,  # the sign-ups' and issuances' counts of this window
+        "used_acme_nonces": 0,
     }
     assert event_ids(world) == before - {seeded["old_delivered"]}
     assert seeded["kept"] <= event_ids(world)
@@ -132,6 +135,19 @@ def test_rate_counters_no_window_counts_any_more_are_pruned(world: World) -> Non
     with world.engine.connect() as conn:
         left = set(conn.execute(select(RateCounter.scope, RateCounter.key)).tuples())
     assert left == counted | {("signup", "recent")}
+
+
+def test_used_acme_nonces_are_pruned_once_their_age_refuses_them(world: World) -> None:
+    nonces = Nonces(b"k" * 32)
+    with world.engine.begin() as conn:
+        for made_ago in (NONCE_TTL + timedelta(minutes=1), timedelta(minutes=5)):
+            nonce = nonces.make(now=(utcnow() - made_ago).timestamp())
+            conn.execute(insert(AcmeNonce).values(nonce=nonce, expires_at=nonces.expiry(nonce, 0)))
+    deleted = retention.prune(make_sessionmaker(world.engine), world.worker_settings(None))
+    assert deleted["used_acme_nonces"] == 1
+    with world.engine.connect() as conn:
+        (left,) = conn.scalars(select(AcmeNonce.expires_at)).all()
+    assert left > utcnow()  # the one still young enough to be refused as used is kept
 
 
 def test_a_zero_period_keeps_that_kind_forever(world: World) -> None:
