@@ -13,40 +13,20 @@ import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from account_api.settings import AccountSettings
-from bench import names, report, scenarios
+from bench import acme, names, pooled, report, scale, scenarios
 from bench.ceilings import crypto_ceilings
 from bench.cfssl import run_cfssl
-from bench.load import run_wrk, settle, wrk_available
-from bench.pgbouncer import PgBouncer
-from bench.report import Row, Run, ScalePoint
-from bench.scenarios import Context, Scenario
-from bench.seed import count_rows, explain_service_queries, vacuum_analyze
-from bench.services import (
-    BenchDatabase,
-    Services,
-    busy_seconds,
-    database_cpu_seconds,
-    default_server,
-    free_port,
-)
-
-
-@dataclass(frozen=True)
-class Options:
-    seconds: float
-    warmup: float
-    max_requests: int
-    threads: int
-    profile: list[str]
+from bench.load import wrk_available
+from bench.measure import Options, measure
+from bench.report import Row, Run
+from bench.scenarios import Context
+from bench.services import BenchDatabase, Services, default_server
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -75,6 +55,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--no-names", action="store_true", help="skip issuance with vs without name checks"
     )
     parser.add_argument(
+        "--no-acme", action="store_true", help="skip ACME issuance beside REST issuance"
+    )
+    parser.add_argument(
         "--profile",
         action="append",
         default=[],
@@ -93,151 +76,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="set up and seed as for a run, then keep the services up until Ctrl-C (for Locust)",
     )
     return parser.parse_args(argv)
-
-
-def base_url(ctx: Context, scenario: Scenario) -> str:
-    services = ctx.services
-    return services.certificate_url if scenario.service == "certificate" else services.account_url
-
-
-def start_profiler(
-    ctx: Context, scenario: Scenario, concurrency: int, opts: Options
-) -> subprocess.Popen[bytes] | None:
-    if concurrency != 32 or not any(fnmatch.fnmatch(scenario.name, p) for p in opts.profile):
-        return None
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(py_spy).exists():
-        print("  --profile needs py-spy (pip install py-spy)", file=sys.stderr)
-        return None
-    name = "certificate-api" if scenario.service == "certificate" else "account-api"
-    slug = "".join(ch if ch.isalnum() else "-" for ch in scenario.name)
-    out = report.RESULTS_DIR / f"{ctx.stem}-profile-{slug}-c{concurrency}.txt"
-    report.RESULTS_DIR.mkdir(exist_ok=True)
-    command = [py_spy, "record", "--format", "raw", "--rate", "100", "--nonblocking"]
-    command += ["--subprocesses"]
-    command += ["--duration", str(round(opts.seconds)), "--output", str(out)]
-    command += ["--pid", str(ctx.services.procs[name].pid)]
-    print(f"  profiling {name} into {out}", file=sys.stderr)
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def measure(ctx: Context, scenario: Scenario, concurrency: int, opts: Options) -> Row:
-    """Warm up, then one bounded wrk run of the scenario at this concurrency."""
-    ctx.refresh_tokens()
-    row = Row(
-        scenario.name, scenario.service, concurrency, sorted(scenario.expected), scenario.crypto
-    )
-    if scenario.before and (note := scenario.before(ctx)):
-        row.note = note
-        print(f"  {scenario.name} c{concurrency}: {note}", file=sys.stderr)
-        return row
-    cap = scenario.cap or opts.max_requests
-    url = base_url(ctx, scenario)
-    if opts.warmup:
-        run_wrk(url, scenario.build(ctx, cap), concurrency, opts.warmup, cap, opts.threads)
-        if scenario.before:
-            scenario.before(ctx)
-        settle()
-    profiler = start_profiler(ctx, scenario, concurrency, opts)
-    requests = scenario.build(ctx, cap)
-    database = ctx.services.database_name
-    before = (ctx.services.cpu_seconds(), database_cpu_seconds(database), busy_seconds())
-    started = time.monotonic()
-    peek = threading.Timer(
-        min(1.0, opts.seconds / 2),
-        lambda: row.connections.extend(ctx.services.connection_split(scenario.service)),
-    )
-    peek.start()
-    row.result = run_wrk(url, requests, concurrency, opts.seconds, cap, opts.threads)
-    peek.join()
-    wall = time.monotonic() - started  # wrk's whole life, the window the CPU deltas cover
-    service, db, machine = (
-        (after - first) / wall
-        for first, after in zip(
-            before,
-            (ctx.services.cpu_seconds(), database_cpu_seconds(database), busy_seconds()),
-            strict=True,
-        )
-    )
-    row.service_cores, row.database_cores = service, max(0.0, db)
-    row.other_cores = max(0.0, machine - service - db - row.result.generator_cpu / wall)
-    if profiler is not None:
-        profiler.wait()
-    r = row.result
-    print(
-        f"  {scenario.name:<22} c{concurrency:<4} {r.rps:9,.0f} req/s  p50 {r.p50_ms:7.1f} ms  "
-        f"p99 {r.p99_ms:7.1f} ms  errors {row.errors}  statuses {r.statuses}  "
-        f"CPU service {service:.2f} PostgreSQL {db:.2f} rest {row.other_cores:.2f} "
-        f"wrk {r.generator_cpu / wall:.2f}  connections per worker {row.connections}",
-        file=sys.stderr,
-    )
-    settle()
-    return row
-
-
-SCALE_QUERIES = ("fetch JSON", "list active")
-SCALE_ROUNDS = 3
-
-
-def compare_at_scale(
-    ctx: Context,
-    copies: tuple[BenchDatabase, BenchDatabase],
-    args: argparse.Namespace,
-    opts: Options,
-) -> tuple[list[ScalePoint], dict[str, str]]:
-    """Fetch and list against two copies of the seeded database, one topped up to
-    `--rows`, each served by a certificate service of its own, measured in alternating runs.
-
-    The two sizes are measured side by side, round after round (small, large, then large,
-    small), instead of minutes apart, so that what the machine does between them (and this
-    machine's speed drifts by tens of percent over minutes) falls on both alike.
-    """
-    small, large = copies
-    vacuum_analyze(small.url)  # as fresh as the large side will be after its seeding
-    print(
-        f"scaling a copy to {args.rows:,} certificates, {args.accounts:,} accounts",
-        file=sys.stderr,
-    )
-    started = time.perf_counter()
-    scenarios.scale_to(dataclasses.replace(ctx, database_url=large.url), args.rows, args.accounts)
-    seeded = time.perf_counter() - started
-    print(f"  seeded in {seeded:.0f} s", file=sys.stderr)
-    main = ctx.services
-    twins = [
-        Services(
-            copy.url,
-            main.var_dir,
-            main.log_path,
-            account_workers=0,
-            certificate_workers=main.certificate_workers,
-            account_port=main.account_port,  # tokens come from the one account service
-        )
-        for copy in copies
-    ]
-    try:
-        for twin in twins:
-            twin.start(("certificate-api",))
-        for twin in twins:
-            twin.wait_idle()
-        points = [ScalePoint(*count_rows(copy.url)) for copy in copies]
-        points[1].seed_seconds = seeded
-        sides = [
-            (point, dataclasses.replace(ctx, services=twin, database_url=copy.url))
-            for point, twin, copy in zip(points, twins, copies, strict=True)
-        ]
-        sizes = " vs ".join(f"{point.certificates:,}" for point in points)
-        print(f"scale: {sizes} certificates, {SCALE_ROUNDS} alternating rounds", file=sys.stderr)
-        for name in SCALE_QUERIES:
-            for concurrency in (1, 32):
-                for turn in range(SCALE_ROUNDS):
-                    for point, side in sides if turn % 2 == 0 else sides[::-1]:
-                        print(f"  {point.certificates:>9,}", end="", file=sys.stderr)
-                        point.rows.append(measure(side, scenarios.by_name(name), concurrency, opts))
-        plans = explain_service_queries(large.url, ctx.reader.id, ctx.reader_ids[0])
-    finally:
-        for twin in twins:
-            twin.stop()
-    return points, plans
 
 
 def run_all(
@@ -275,10 +113,10 @@ def run_all(
             for concurrency in (1, 32):
                 run.rows.append(measure(ctx, scenario, concurrency, opts))
 
-    pooled = [name for name in POOLED if wanted(name)]
-    if not args.no_pgbouncer and pooled:
+    through = [name for name in pooled.POOLED if wanted(name)]
+    if not args.no_pgbouncer and through:
         print("through PgBouncer (transaction mode, deploy/pgbouncer.ini)", file=sys.stderr)
-        run.rows += through_pgbouncer(ctx, pooled, opts)
+        run.rows += pooled.through_pgbouncer(ctx, through, opts)
 
     if not args.no_overload:
         print("overload (c256)", file=sys.stderr)
@@ -307,42 +145,14 @@ def run_all(
         print("name checks side by side", file=sys.stderr)
         run.names = names.compare(ctx, opts, measure, scenarios.by_name("issue ec-p256"))
 
-    if copies is not None:
-        run.scale, run.plans = compare_at_scale(ctx, copies, args, opts)
-
-
-# Beside their direct rows: the same scenarios on a second certificate service whose
-# DATABASE_URL is a PgBouncer in front of the same database.
-POOLED = ("fetch JSON", "issue ec-p256")
-# The bench server is shared: fewer server connections than the shipped example's 40.
-BENCH_PGBOUNCER = {"default_pool_size": "20", "reserve_pool_size": "0", "max_db_connections": "20"}
-
-
-def through_pgbouncer(ctx: Context, names: list[str], opts: Options) -> list[Row]:
-    """`names` at c1 and c32 against a certificate service behind PgBouncer."""
-    main = ctx.services
-    with PgBouncer(ctx.database_url, free_port(), BENCH_PGBOUNCER) as bouncer:
-        twin = Services(
-            bouncer.url_for(ctx.database_url),
-            main.var_dir,
-            main.log_path,
-            account_workers=0,
-            certificate_workers=main.certificate_workers,
-            account_port=main.account_port,  # tokens come from the one account service
+    if not args.no_acme and wanted("acme"):
+        print(
+            "ACME issuance beside REST issuance (one Python client, alternating)", file=sys.stderr
         )
-        rows = []
-        try:
-            twin.start(("certificate-api",))
-            twin.wait_idle()
-            side = dataclasses.replace(ctx, services=twin)
-            for name in names:
-                scenario = scenarios.by_name(name)
-                pooled = dataclasses.replace(scenario, name=f"{scenario.name} via pgbouncer")
-                for concurrency in (1, 32):
-                    rows.append(measure(side, pooled, concurrency, opts))
-        finally:
-            twin.stop()
-    return rows
+        run.acme = acme.compare(ctx, opts)
+
+    if copies is not None:
+        run.scale, run.plans = scale.compare_at_scale(ctx, copies, args, opts)
 
 
 def serve(ctx: Context) -> None:

@@ -90,6 +90,7 @@ class Run:
     overload: list[Row] = field(default_factory=list)
     cfssl: list[Row] = field(default_factory=list)
     names: list[Row] = field(default_factory=list)  # issuance with and without name checks
+    acme: list[Row] = field(default_factory=list)  # ACME and REST issuance, one Python client
     scale: list[ScalePoint] = field(default_factory=list)
     plans: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -331,6 +332,16 @@ def markdown(run: Run) -> str:
             "Name checks side by side (NAME_AUTHORIZATION required vs open, alternating runs):",
             "",
             names.table(run.names),
+        ]
+    if run.acme:
+        from bench import acme
+
+        parts += [
+            "",
+            "ACME issuance beside REST issuance (one Python client, alternating runs; "
+            "certificates/s, latency and CPU per certificate):",
+            "",
+            acme.table(run.acme, run.rows),
         ]
     if run.scale:
         parts += ["", "Scale:", "", scale_table(run)]

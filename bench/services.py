@@ -120,9 +120,10 @@ class Services:
             "CERTIFICATE_API_PORT": str(self.certificate_port),
             "PUBLIC_BASE_URL": self.certificate_url,
             "ACCOUNT_API_URL": self.account_url,
-            # The bench drives many issuances and sign-ups from one account and address.
+            # The bench drives many issuances, orders and sign-ups from one account and address.
             "ISSUANCE_RATE_PER_MINUTE": "1000000000",
             "SIGNUP_RATE_PER_HOUR": "1000000000",
+            "ACME_ORDERS_PER_HOUR": "1000000000",
             **self.extra_env,
         }
 
