@@ -1,4 +1,5 @@
-"""Sealed private keys at rest: re-sealing everything under a new master key."""
+"""Secrets sealed at rest (private keys, ACME EAB keys): re-sealing everything under a new
+master key."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from certificate_api.pki.sealing import Keyring, SealedKey, reseal
+from schema.acme import AcmeEabKey
 from schema.certificates import CertificateAuthority, CertificateKey
 
 
@@ -22,7 +24,10 @@ def stale_count(session: Session, keyring: Keyring) -> int:
         .select_from(CertificateAuthority)
         .where(CertificateAuthority.key_id.is_not(None), CertificateAuthority.key_id != current)
     )
-    return int(keys or 0) + int(cas or 0)
+    eabs = session.scalar(
+        select(func.count()).select_from(AcmeEabKey).where(AcmeEabKey.sealed_with != current)
+    )
+    return int(keys or 0) + int(cas or 0) + int(eabs or 0)
 
 
 def rotate(session: Session, keyring: Keyring, batch_size: int = 500) -> Iterator[int]:
@@ -41,9 +46,18 @@ def rotate(session: Session, keyring: Keyring, batch_size: int = 500) -> Iterato
         assert ca.key_id and ca.key_nonce and ca.key_ciphertext
         sealed = reseal(keyring, SealedKey(ca.key_id, ca.key_nonce, ca.key_ciphertext), ca.id.bytes)
         ca.key_id, ca.key_nonce, ca.key_ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
+    # ACME external account binding keys (HMAC keys, sealed to their key id): few, at once.
+    eabs = session.scalars(
+        select(AcmeEabKey).where(AcmeEabKey.sealed_with != current).with_for_update()
+    ).all()
+    for eab in eabs:
+        sealed = reseal(
+            keyring, SealedKey(eab.sealed_with, eab.nonce, eab.ciphertext), eab.key_id.encode()
+        )
+        eab.sealed_with, eab.nonce, eab.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
     session.commit()
-    if cas:
-        yield len(cas)
+    if cas or eabs:
+        yield len(cas) + len(eabs)
     while True:
         rows = session.scalars(
             select(CertificateKey)
