@@ -76,7 +76,7 @@ class AcmeEabKey(Base):
     nonce: Mapped[bytes] = mapped_column(LargeBinary)
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)  # retention walks it
     used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
@@ -111,7 +111,7 @@ class AcmeOrder(Base):
     status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PENDING.value)
     # [{"type": "dns" | "ip", "value": ...}], normalized, in the order the client gave them.
     identifiers: Mapped[list[dict[str, str]]] = mapped_column(JSON)
-    expires_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)  # retention walks it
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     certificate_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey(Certificate.id, ondelete="SET NULL"), default=None

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select, tuple_
+from sqlalchemy import ColumnElement, and_, delete, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from schema.accounts import LoginFailure
-from schema.acme import AcmeNonce
+from schema.acme import AcmeEabKey, AcmeNonce, AcmeOrder
 from schema.base import Base, utcnow
 from schema.certificates import IdempotencyKey
 from schema.events import Event, EventState
@@ -30,6 +30,7 @@ from schema.rates import LONGEST_WINDOW, RateCounter
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+ACME_ORDER_RETENTION = timedelta(days=30)
 
 # The condition that makes a row expired at `now`, or None when this kind is kept forever.
 Expiry = Callable[[WorkerSettings, datetime], ColumnElement[bool] | None]
@@ -73,6 +74,18 @@ def _used_nonces(_settings: WorkerSettings, now: datetime) -> ColumnElement[bool
     return AcmeNonce.expires_at < now
 
 
+def _expired_acme_orders(_settings: WorkerSettings, now: datetime) -> ColumnElement[bool]:
+    # An order a month past its expiry is no client's business any more; its authorizations
+    # and challenges go with it (ON DELETE CASCADE); its certificate stays.
+    return AcmeOrder.expires_at < now - ACME_ORDER_RETENTION
+
+
+def _expired_eab_keys(_settings: WorkerSettings, now: datetime) -> ColumnElement[bool]:
+    # Unused and expired: it can never bind an account. A used one is kept (which binding
+    # made which ACME account).
+    return and_(AcmeEabKey.expires_at < now, AcmeEabKey.used_at.is_(None))
+
+
 def _stale_rate_counters(_settings: WorkerSettings, now: datetime) -> ColumnElement[bool]:
     # A window no limit counts in any more (a later hit would start the row again at 1).
     return RateCounter.window_start < now - LONGEST_WINDOW
@@ -95,6 +108,20 @@ KINDS: tuple[Kind, ...] = (
         _idempotency_keys,
     ),
     Kind("used_acme_nonces", AcmeNonce, (AcmeNonce.nonce,), AcmeNonce.expires_at, _used_nonces),
+    Kind(
+        "expired_acme_orders",
+        AcmeOrder,
+        (AcmeOrder.id,),
+        AcmeOrder.expires_at,
+        _expired_acme_orders,
+    ),
+    Kind(
+        "expired_eab_keys",
+        AcmeEabKey,
+        (AcmeEabKey.key_id,),
+        AcmeEabKey.expires_at,
+        _expired_eab_keys,
+    ),
     # Not indexed on window_start: the table has one row per counted key, and an index on a
     # column every hit's UPDATE changes would cost each hit PostgreSQL's in-place update.
     Kind(

@@ -11,8 +11,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from josepy.b64 import b64decode
+from josepy.jwk import JWK
 
 from certificate_api.pki import names
+from core.acme.jws import raw_key
 from core.acme.problems import AcmeProblem
 from core.orders import IssueRequest
 
@@ -29,9 +31,20 @@ def _normal(value: str) -> str:
         raise bad_csr(f"the CSR names {value!r}, which is not a valid name") from None
 
 
-def issue_request(payload: dict[str, Any], order_names: Sequence[str]) -> IssueRequest:
+def _spki(key: Any) -> bytes:
+    return bytes(
+        key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def issue_request(
+    payload: dict[str, Any], order_names: Sequence[str], account_key: JWK
+) -> IssueRequest:
     """The core's request for a finalize payload: the CSR's names must be the order's, no
-    more and no fewer (its common name, if any, one of them)."""
+    more and no fewer (its common name, if any, one of them), and its key not the account's
+    (a key that signs for the account never serves a TLS endpoint too)."""
     encoded = payload.get("csr")
     if not isinstance(encoded, str):
         raise AcmeProblem("malformed", "finalize needs the CSR, DER in base64url")
@@ -39,6 +52,8 @@ def issue_request(payload: dict[str, Any], order_names: Sequence[str]) -> IssueR
         csr = x509.load_der_x509_csr(b64decode(encoded))
     except (binascii.Error, ValueError):
         raise bad_csr("the CSR is not DER in base64url") from None
+    if _spki(csr.public_key()) == _spki(raw_key(account_key)):
+        raise bad_csr("the CSR's key is the ACME account's key: use another key")
     try:
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         dns = [_normal(n) for n in san.get_values_for_type(x509.DNSName)]

@@ -207,8 +207,8 @@ async def key_change(request: Request, runtime: RuntimeDep) -> Response:
 
     result = await signed(runtime, request, rule)
     if isinstance(result, str):
-        raise AcmeProblem(
-            "conflict",
+        raise AcmeProblem(  # RFC 8555 section 7.3.5: 409 with the other account's URL
+            "malformed",
             "another account already has this key",
             status=409,
             headers={"Location": urls.account(result)},
@@ -266,22 +266,22 @@ async def finalize(order_id: str, request: Request, runtime: RuntimeDep) -> Resp
     urls = urls_of(runtime)
     wanted = _id(order_id, "order")
 
-    def begin(session: Session, req: Signed) -> tuple[Any, dict[str, Any], uuid.UUID]:
+    def begin(session: Session, req: Signed) -> tuple[Any, dict[str, Any], uuid.UUID, JWK]:
         payload = req.jws.json()
         # Before the order is taken: a request without a CSR leaves the order ready.
         if payload is None or not isinstance(payload.get("csr"), str):
             raise malformed("finalize needs a payload with the CSR, DER in base64url")
         started = orders.begin_finalize(session, req.acting, wanted)
-        return started, payload, req.acting.account_id
+        return started, payload, req.acting.account_id, req.key
 
-    started, payload, customer = await signed(runtime, request, begin)
+    started, payload, customer, account_key = await signed(runtime, request, begin)
     certificate_id, problem = None, None
     try:
         wanted_names = [ident["value"] for ident in started.identifiers]
         issued = await issue_certificate(
             runtime.issuer,
             accounts.claims_of(customer),
-            issue_request(payload, wanted_names),
+            issue_request(payload, wanted_names, account_key),
             idempotency_key=f"acme-order:{started.id}",
         )
         certificate_id = issued.certificate.id

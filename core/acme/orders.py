@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from certificate_api.pki import names
 from core import validation
 from core.acme.problems import AcmeProblem, identifier_problem, malformed, not_found, rate_limited
+from core.acme.revocation import certificate_by_cert_id
 from core.name_check import Grant, candidates
 from core.policy import NamePolicy, is_public_suffix
 from schema.acme import (
@@ -210,9 +211,7 @@ def new_order(
     covers the name, pending with challenges elsewhere). Commits."""
     identifiers = parse_identifiers(payload)
     refuse_by_policy(identifiers, policy)
-    replaces = payload.get("replaces")
-    if replaces is not None and (not isinstance(replaces, str) or len(replaces) > 200):
-        raise malformed("replaces is a certificate identifier (RFC 9773)")
+    replaces = _replaced(session, account, payload.get("replaces"))
     now = utcnow()
     refuse_after_failures(session, account, limits, now)
     hits, window = count_hit(session, ORDERS_SCOPE, str(account.account_id), now)
@@ -270,6 +269,17 @@ def new_order(
         order.expires_at = min([order.expires_at, *(a.expires_at for a in authzs)])
     session.commit()
     return order, authzs
+
+
+def _replaced(session: Session, account: AcmeAccount, replaces: Any) -> str | None:
+    """RFC 9773's `replaces`: the CertID of a certificate of the same customer, or None."""
+    if replaces is None:
+        return None
+    if not isinstance(replaces, str) or len(replaces) > 200:
+        raise malformed("replaces is a certificate identifier (RFC 9773)")
+    if certificate_by_cert_id(session, replaces).account_id != account.account_id:
+        raise malformed("replaces names a certificate this account did not get")
+    return replaces
 
 
 def owned_order(

@@ -59,6 +59,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('acme_eab_keys', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_acme_eab_keys_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_acme_eab_keys_expires_at'), ['expires_at'], unique=False)
 
     op.create_table('acme_orders',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -77,6 +78,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('acme_orders', schema=None) as batch_op:
         batch_op.create_index('ix_acme_orders_acme_account_id_created_at', ['acme_account_id', 'created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_acme_orders_expires_at'), ['expires_at'], unique=False)
 
     op.create_table('acme_authorizations',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -129,10 +131,12 @@ def downgrade() -> None:
 
     op.drop_table('acme_authorizations')
     with op.batch_alter_table('acme_orders', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_acme_orders_expires_at'))
         batch_op.drop_index('ix_acme_orders_acme_account_id_created_at')
 
     op.drop_table('acme_orders')
     with op.batch_alter_table('acme_eab_keys', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_acme_eab_keys_expires_at'))
         batch_op.drop_index(batch_op.f('ix_acme_eab_keys_account_id'))
 
     op.drop_table('acme_eab_keys')

@@ -268,3 +268,32 @@ def test_key_revoked_as_compromised_is_refused_in_a_later_csr(acme: Acme) -> Non
     csr = jose.b64encode(der).decode()
     refused = acme.wire.send(account.key, order["finalize"], {"csr": csr}, kid=account.kid)
     problem(refused, "badCSR", 400)
+
+
+def cert_id_of(leaf: x509.Certificate) -> str:
+    aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier is not None
+    serial = leaf.serial_number.to_bytes((leaf.serial_number.bit_length() + 8) // 8, "big")
+    return f"{jose.b64encode(aki.key_identifier).decode()}.{jose.b64encode(serial).decode()}"
+
+
+def test_replaces_names_a_certificate_of_the_same_customer(acme: Acme) -> None:
+    account = acme.register()
+    issued = issue(acme, account)
+    [name] = [i.value for i in issued.order.body.identifiers]
+    replacing = acme.wire.send(
+        account.key,
+        acme.url("/acme/new-order"),
+        {"identifiers": [{"type": "dns", "value": name}], "replaces": cert_id_of(issued.leaf)},
+        kid=account.kid,
+    )
+    assert replacing.status_code == 201, replacing.text
+    assert replacing.json()["replaces"] == cert_id_of(issued.leaf)
+    stranger = acme.register()  # another customer
+    refused = acme.wire.send(
+        stranger.key,
+        acme.url("/acme/new-order"),
+        {"identifiers": [{"type": "dns", "value": name}], "replaces": cert_id_of(issued.leaf)},
+        kid=stranger.kid,
+    )
+    problem(refused, "malformed", 400)

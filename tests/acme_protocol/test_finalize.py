@@ -139,3 +139,13 @@ def test_unacceptable_csr_is_bad_csr(acme: Acme, fault: str) -> None:
     assert (
         post_as_get(acme, account, order["finalize"].removesuffix("/finalize"))["status"] == "ready"
     )
+
+
+def test_a_csr_with_the_account_key_is_bad_csr(acme: Acme) -> None:
+    account = acme.register()
+    name, order = ready_order(acme, account)
+    own = jose.b64encode(csr_der(account.key.key._wrapped, [name])).decode()
+    refused = acme.wire.send(account.key, order["finalize"], {"csr": own}, kid=account.kid)
+    problem(refused, "badCSR", 400)
+    still = post_as_get(acme, account, order["finalize"].removesuffix("/finalize"))
+    assert still["status"] == "ready"  # a better CSR may follow

@@ -15,7 +15,7 @@ from sqlalchemy import event, func, insert, select, update
 from ca_admin.cli import main
 from core.acme.nonces import NONCE_TTL, Nonces
 from schema.accounts import LoginFailure
-from schema.acme import AcmeNonce
+from schema.acme import AcmeAccount, AcmeAuthorization, AcmeEabKey, AcmeNonce, AcmeOrder
 from schema.base import utcnow
 from schema.certificates import IdempotencyKey
 from schema.db import make_sessionmaker
@@ -102,6 +102,8 @@ def test_prune_deletes_only_what_expired_and_never_an_undelivered_event(world: W
         "expired_idempotency_keys": 1,
         "stale_rate_counters": 0,  # the sign-ups' and issuances' counts of this window
         "used_acme_nonces": 0,
+        "expired_acme_orders": 0,
+        "expired_eab_keys": 0,
     }
     assert event_ids(world) == before - {seeded["old_delivered"]}
     assert seeded["kept"] <= event_ids(world)
@@ -148,6 +150,55 @@ def test_used_acme_nonces_are_pruned_once_their_age_refuses_them(world: World) -
     with world.engine.connect() as conn:
         (left,) = conn.scalars(select(AcmeNonce.expires_at)).all()
     assert left > utcnow()  # the one still young enough to be refused as used is kept
+
+
+def test_acme_orders_a_month_past_expiry_and_unusable_eab_keys_are_pruned(world: World) -> None:
+    customer_id = uuid.UUID(world.customer().id)
+    now = utcnow()
+    acme_account = uuid.uuid4()
+    orders = {"old": uuid.uuid4(), "recent": uuid.uuid4()}
+    with world.engine.begin() as conn:
+        conn.execute(
+            insert(AcmeAccount).values(
+                id=acme_account, account_id=customer_id, thumbprint=uuid.uuid4().hex,
+                jwk={}, status="valid", contact=[], eab_key_id="k", created_at=now,
+                updated_at=now,
+            )
+        )  # fmt: skip
+        for name, expired in (("old", 31 * DAY), ("recent", 29 * DAY)):
+            conn.execute(
+                insert(AcmeOrder).values(
+                    id=orders[name], acme_account_id=acme_account, status="invalid",
+                    identifiers=[], expires_at=now - expired, created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
+            conn.execute(
+                insert(AcmeAuthorization).values(
+                    id=uuid.uuid4(), order_id=orders[name], identifier_type="dns",
+                    value="a.example.com", wildcard=False, status="invalid",
+                    expires_at=now, created_at=now,
+                )
+            )  # fmt: skip
+        for key_id, expires, used in (
+            ("unused", -DAY, None),
+            ("used", -DAY, now),
+            ("live", DAY, None),
+        ):
+            conn.execute(
+                insert(AcmeEabKey).values(
+                    key_id=key_id, account_id=customer_id, sealed_with="mk", nonce=b"n",
+                    ciphertext=b"c", created_at=now, expires_at=now + expires, used_at=used,
+                )
+            )  # fmt: skip
+
+    deleted = retention.prune(make_sessionmaker(world.engine), world.worker_settings(None))
+
+    assert (deleted["expired_acme_orders"], deleted["expired_eab_keys"]) == (1, 1)
+    with world.engine.connect() as conn:
+        assert set(conn.scalars(select(AcmeOrder.id))) == {orders["recent"]}
+        # The old order's authorization went with it (ON DELETE CASCADE).
+        assert set(conn.scalars(select(AcmeAuthorization.order_id))) == {orders["recent"]}
+        assert set(conn.scalars(select(AcmeEabKey.key_id))) == {"used", "live"}
 
 
 def test_a_zero_period_keeps_that_kind_forever(world: World) -> None:
