@@ -68,6 +68,13 @@ def urls_of(runtime: Runtime) -> Urls:
     return Urls(runtime.settings.public_base_url)
 
 
+def _account_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise AcmeProblem("accountDoesNotExist", "no ACME account has this URL") from None
+
+
 def _id(value: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -83,8 +90,9 @@ async def signed(
     jwk: bool = False,
 ) -> T:
     """Check the JWS of a POST and run `rule` on it: the form here; then, in a thread with
-    one session, the nonce (redeemed), the `url`, the signer (a `kid`'s account; a `jwk`
-    only where the resource takes one) and the signature."""
+    one session, the nonce (redeemed in the rule's transaction, and spent on its own if the
+    rule fails), the `url`, the signer (a `kid`'s account; a `jwk` only where the resource
+    takes one) and the signature."""
     try:
         document = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError):
@@ -99,26 +107,34 @@ async def signed(
 
     def run() -> T:
         with runtime.sessions() as session:
-            nonces.redeem(session, runtime.nonces, message.nonce)
-            if message.url != expected:
-                raise unauthorized(f"the JWS url must be {expected}")
-            account = None
-            if message.kid is not None:
-                if not message.kid.startswith(account_prefix):
-                    raise AcmeProblem("accountDoesNotExist", "the kid is not an account URL")
-                try:
-                    account_id = uuid.UUID(message.kid.removeprefix(account_prefix))
-                except ValueError:
-                    raise AcmeProblem(
-                        "accountDoesNotExist", "no ACME account has this URL"
-                    ) from None
-                account = accounts.acting(session, account_id)
-                key = load_jwk(account.jwk)
-            else:
-                assert message.jwk is not None
-                key = jws.account_key(message.jwk)
-            jws.verify(message, key)
-            return rule(session, Signed(message, account, key))
+            used = nonces.redeem(session, runtime.nonces, message.nonce)
+            try:
+                result = check_and_run(session)
+                session.commit()  # the nonce, when the rule left nothing else to commit
+            except Exception:
+                session.rollback()
+                nonces.spend(session, runtime.nonces, message.nonce)
+                raise
+            if not nonces.spent(used):  # the rule rolled back to recover from a conflict
+                nonces.spend(session, runtime.nonces, message.nonce)
+            return result
+
+    def check_and_run(session: Session) -> T:
+        if message.url != expected:
+            raise unauthorized(f"the JWS url must be {expected}")
+        account = None
+        if message.kid is not None:
+            if not message.kid.startswith(account_prefix):
+                raise AcmeProblem("accountDoesNotExist", "the kid is not an account URL")
+            account = accounts.acting(
+                session, _account_id(message.kid.removeprefix(account_prefix))
+            )
+            key = load_jwk(account.jwk)
+        else:
+            assert message.jwk is not None
+            key = jws.account_key(message.jwk)
+        jws.verify(message, key)
+        return rule(session, Signed(message, account, key))
 
     return await anyio.to_thread.run_sync(run)
 

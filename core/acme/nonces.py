@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from josepy.b64 import b64decode
+from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,14 +74,34 @@ class Nonces:
         return datetime.fromtimestamp(expires, UTC)
 
 
-def redeem(session: Session, nonces: Nonces, nonce: str | None) -> None:
-    """Check a request's nonce and mark it used, in its own transaction (a request that
-    fails later has still used it); `badNonce` if it was used before."""
+def redeem(session: Session, nonces: Nonces, nonce: str | None) -> AcmeNonce:
+    """Check a request's nonce and mark it used in the request's transaction (its insert is
+    sent at once: a concurrent use of the same nonce waits for this transaction, then fails);
+    `badNonce` if it was used before. A request that fails after this still spends it:
+    `spend`, once its transaction is rolled back (`spent` says whether that is needed)."""
     expires_at = nonces.expiry(nonce)
     assert nonce is not None
-    session.add(AcmeNonce(nonce=nonce, expires_at=expires_at))
+    used = AcmeNonce(nonce=nonce, expires_at=expires_at)
+    session.add(used)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise bad_nonce("the nonce was already used; use the fresh one in Replay-Nonce") from None
+    return used
+
+
+def spent(used: AcmeNonce) -> bool:
+    """Whether a redeemed nonce's row is still in (or committed by) its session: a rollback
+    of its transaction, by a rule that recovered from a conflict, takes it back out."""
+    return not inspect(used).transient
+
+
+def spend(session: Session, nonces: Nonces, nonce: str | None) -> None:
+    """Mark a nonce used in a transaction of its own, after its request failed and rolled
+    back; nothing if it is already marked (the request committed before failing)."""
+    session.add(AcmeNonce(nonce=nonce, expires_at=nonces.expiry(nonce)))
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise bad_nonce("the nonce was already used; use the fresh one in Replay-Nonce") from None
