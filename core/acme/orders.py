@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from certificate_api.pki import names
 from core import validation
@@ -232,8 +233,6 @@ def new_order(
         created_at=now,
         updated_at=now,
     )
-    session.add(order)
-    session.flush()  # no ORM relationships: rows go in parent first, flush by flush
     authzs, pending = [], []
     for ident in identifiers:
         grant = next(((g, at) for g, at in grants if g.covers(ident.name)), None)
@@ -251,6 +250,12 @@ def new_order(
         authzs.append(authz)
         if grant is None:
             pending.append((authz, ident))
+    if not pending:  # every name covered already: ready at once
+        order.status = OrderStatus.READY.value
+        order.expires_at = min([order.expires_at, *(a.expires_at for a in authzs)])
+    # No ORM relationships: parents go in first, a flush each (an insert, not an update).
+    session.add(order)
+    session.flush()
     session.add_all(authzs)
     session.flush()
     session.add_all(
@@ -264,9 +269,6 @@ def new_order(
         for authz, ident in pending
         for kind in ident.challenge_types()
     )
-    if all(a.status == AuthzStatus.VALID for a in authzs):
-        order.status = OrderStatus.READY.value
-        order.expires_at = min([order.expires_at, *(a.expires_at for a in authzs)])
     session.commit()
     return order, authzs
 
@@ -442,8 +444,9 @@ def begin_finalize(session: Session, account: AcmeAccount, order_id: uuid.UUID) 
     session.commit()
     if taken is None:
         raise AcmeProblem("orderNotReady", "the order is being finalized by another request")
-    order.status = OrderStatus.PROCESSING.value
-    order.updated_at = now
+    # As the update left it, without marking the object changed (nothing more to write).
+    set_committed_value(order, "status", OrderStatus.PROCESSING.value)
+    set_committed_value(order, "updated_at", now)
     return order
 
 
