@@ -22,8 +22,8 @@ from certificate_api.pki.keys import KeyType
 from certificate_api.pki.sealing import Keyring, parse_keyring
 from certificate_api.revocation.service import CrlCache, ResponderKeeper, ensure_crl_state
 from certificate_api.settings import CertificateSettings
+from core.acme.limits import AcmeLimits
 from core.acme.nonces import Nonces
-from core.acme.orders import AcmeLimits
 from core.issuance import IssuerContext
 from core.name_check import NameRules
 from core.orders import Limits

@@ -22,11 +22,11 @@ import dns.exception
 import dns.nameserver
 import dns.resolver
 import httpx
-from cryptography import x509
 
 from core import validation
 from core.policy import Address, Network, in_networks, parse_networks, unmapped
 from schema.settings import CommonSettings
+from worker import tls_alpn
 
 MAX_REDIRECTS = 10
 MAX_BODY_BYTES = 64 * 1024
@@ -203,7 +203,9 @@ class Checker:
         port = self.config.tls_port
         where = f"{name} ({f'[{address}]' if address.version == 6 else address}:{port})"
         der = await self._alpn_certificate(where, address, validation.tls_alpn01_server_name(name))
-        _judge_alpn_certificate(where, der, name, key_auth)
+        refusal = tls_alpn.refusal(where, der, name, key_auth)
+        if refusal is not None:
+            raise ValidationFailed(refusal)
 
     async def _alpn_certificate(self, where: str, address: Address, server_name: str) -> bytes:
         """The DER certificate of a handshake that negotiated acme-tls/1."""
@@ -223,7 +225,9 @@ class Checker:
                 f"{where}: no TLS handshake within {self.config.timeout:g} s"
             ) from None
         except ssl.SSLError as exc:
-            raise ValidationFailed(f"{where}: {_ssl_error(exc, server_name)}") from None
+            raise ValidationFailed(
+                f"{where}: {tls_alpn.handshake_error(exc, server_name)}"
+            ) from None
         except ConnectionRefusedError:
             raise ValidationFailed(f"{where}: could not connect (connection refused)") from None
         except OSError as exc:
@@ -315,85 +319,6 @@ class Checker:
         except ValidationFailed as exc:
             return str(exc)
         return None
-
-
-def _judge_alpn_certificate(where: str, der: bytes, name: str, key_auth: str) -> None:
-    """RFC 8737 section 3: exactly one subjectAltName, the identifier (a dNSName, compared
-    without case, or an iPAddress), and a critical acmeIdentifier extension holding the DER
-    OCTET STRING of SHA-256(key authorization)."""
-    oid = x509.ObjectIdentifier(validation.ACME_IDENTIFIER_OID)
-    try:
-        extensions = x509.load_der_x509_certificate(der).extensions
-    except x509.DuplicateExtension as exc:
-        raise ValidationFailed(
-            f"{where}: the certificate has the extension {exc.oid.dotted_string} twice"
-        ) from None
-    except ValueError as exc:
-        raise ValidationFailed(f"{where}: the certificate could not be parsed ({exc})") from None
-    expected = _expected_san(name)
-    try:
-        entries = list(extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
-        raise ValidationFailed(
-            f"{where}: the certificate has no subjectAltName; it must hold exactly "
-            f"{_describe(expected)}"
-        ) from None
-    if len(entries) != 1 or not _same_san(entries[0], expected):
-        found = ", ".join(_describe(e) for e in entries) or "nothing"
-        raise ValidationFailed(
-            f"{where}: the certificate's subjectAltName must be exactly {_describe(expected)} "
-            f"and nothing else (found {found})"
-        )
-    try:
-        extension = extensions.get_extension_for_oid(oid)
-    except x509.ExtensionNotFound:
-        raise ValidationFailed(
-            f"{where}: the certificate has no acmeIdentifier extension ({oid.dotted_string})"
-        ) from None
-    if not extension.critical:
-        raise ValidationFailed(f"{where}: the acmeIdentifier extension is not marked critical")
-    value = extension.value.public_bytes()
-    wanted = validation.tls_alpn01_extension_value(key_auth)
-    if value == wanted[2:]:
-        raise ValidationFailed(
-            f"{where}: the acmeIdentifier extension holds the bare SHA-256 digest; it must be "
-            "DER-encoded as an OCTET STRING (04 20, then the 32 bytes)"
-        )
-    if value != wanted:
-        raise ValidationFailed(
-            f"{where}: the acmeIdentifier extension does not hold the SHA-256 of this "
-            "challenge's key authorization"
-        )
-
-
-def _expected_san(name: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
-
-
-def _same_san(entry: x509.GeneralName, expected: x509.GeneralName) -> bool:
-    if isinstance(expected, x509.DNSName):
-        return isinstance(entry, x509.DNSName) and entry.value.lower() == expected.value.lower()
-    return entry == expected
-
-
-def _describe(entry: x509.GeneralName) -> str:
-    kinds = {x509.DNSName: "dNSName", x509.IPAddress: "iPAddress"}
-    return f"{kinds.get(type(entry), type(entry).__name__)} {entry.value}"
-
-
-def _ssl_error(exc: ssl.SSLError, server_name: str) -> str:
-    reason = exc.reason or type(exc).__name__
-    if reason == "TLSV1_ALERT_NO_APPLICATION_PROTOCOL":
-        return (
-            f"the TLS server refused ALPN {validation.TLS_ALPN_PROTOCOL} "
-            "(no_application_protocol alert): it is not set up to answer tls-alpn-01"
-        )
-    if reason == "TLSV1_UNRECOGNIZED_NAME":
-        return f"the TLS server does not know the name {server_name} (unrecognized_name alert)"
-    return f"TLS handshake failed ({reason})"
 
 
 def _os_error(exc: OSError) -> str:

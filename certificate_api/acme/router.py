@@ -9,11 +9,8 @@ revoked by the core's async calls, as for the REST API. Every answer gets a fres
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
@@ -25,122 +22,22 @@ from certificate_api.acme import shapes
 from certificate_api.acme.errors import from_domain
 from certificate_api.acme.finalize import issue_request
 from certificate_api.acme.shapes import PREFIX, Urls
+from certificate_api.acme.signed import Signed, json_reply, resource_id, signed, urls_of
 from certificate_api.deps import RuntimeDep
-from certificate_api.runtime import Runtime
 from core import revocation
-from core.acme import accounts, jws, nonces, orders
+from core.acme import accounts, finalization, orders
 from core.acme import revocation as acme_revocation
-from core.acme.jws import load_jwk
 from core.acme.problems import AcmeProblem, malformed, not_found, unauthorized
 from core.errors import Conflict, DomainError
 from core.idempotency import Idempotency
 from core.issuance import issue_certificate
-from schema.acme import AcmeAccount, OrderStatus
+from schema.acme import OrderStatus
 from schema.base import rfc3339, utcnow
 from schema.certificates import Certificate
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-T = TypeVar("T")
-JSON = "application/json"
 PEM_CHAIN = "application/pem-certificate-chain"
 POLL_SECONDS = "1"  # Retry-After on resources still pending or processing
-
-
-@dataclass(frozen=True)
-class Signed:
-    """A verified request: its JWS, the signer's account (None for a `jwk` request) and
-    key."""
-
-    jws: jws.Jws
-    account: AcmeAccount | None
-    key: JWK
-
-    @property
-    def acting(self) -> AcmeAccount:
-        """The account, for routes that need one (a `kid` request)."""
-        if self.account is None:
-            raise malformed("this resource takes a JWS with kid (an account URL), not jwk")
-        return self.account
-
-
-def urls_of(runtime: Runtime) -> Urls:
-    """The ACME URLs, from PUBLIC_BASE_URL."""
-    return Urls(runtime.settings.public_base_url)
-
-
-def _account_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise AcmeProblem("accountDoesNotExist", "no ACME account has this URL") from None
-
-
-def _id(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise not_found(what) from None
-
-
-async def signed(
-    runtime: Runtime,
-    request: Request,
-    rule: Callable[[Session, Signed], T],
-    *,
-    jwk: bool = False,
-) -> T:
-    """Check the JWS of a POST and run `rule` on it: the form here; then, in a thread with
-    one session, the nonce (redeemed in the rule's transaction, and spent on its own if the
-    rule fails), the `url`, the signer (a `kid`'s account; a `jwk` only where the resource
-    takes one) and the signature."""
-    try:
-        document = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise malformed("the request body is not JSON") from None
-    message = jws.parse(document)
-    expected = urls_of(runtime).of(request.url.path)
-    if (message.jwk is None) == (message.kid is None):
-        raise malformed("the JWS protected header carries exactly one of jwk and kid")
-    if message.jwk is not None and not jwk:
-        raise malformed("this resource takes a JWS with kid (an account URL), not jwk")
-    account_prefix = urls_of(runtime).account("")
-
-    def run() -> T:
-        with runtime.sessions() as session:
-            used = nonces.redeem(session, runtime.nonces, message.nonce)
-            try:
-                result = check_and_run(session)
-                session.commit()  # the nonce, when the rule left nothing else to commit
-            except Exception:
-                session.rollback()
-                nonces.spend(session, runtime.nonces, message.nonce)
-                raise
-            if not nonces.spent(used):  # the rule rolled back to recover from a conflict
-                nonces.spend(session, runtime.nonces, message.nonce)
-            return result
-
-    def check_and_run(session: Session) -> T:
-        if message.url != expected:
-            raise unauthorized(f"the JWS url must be {expected}")
-        account = None
-        if message.kid is not None:
-            if not message.kid.startswith(account_prefix):
-                raise AcmeProblem("accountDoesNotExist", "the kid is not an account URL")
-            account = accounts.acting(
-                session, _account_id(message.kid.removeprefix(account_prefix))
-            )
-            key = load_jwk(account.jwk)
-        else:
-            assert message.jwk is not None
-            key = jws.account_key(message.jwk)
-        jws.verify(message, key)
-        return rule(session, Signed(message, account, key))
-
-    return await anyio.to_thread.run_sync(run)
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body), status_code=status, media_type=JSON, headers=headers)
 
 
 # --- directory, nonces --------------------------------------------------------------------------
@@ -149,7 +46,7 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 @router.get("/directory")
 async def directory(runtime: RuntimeDep) -> Response:
     """Where everything is (RFC 8555 section 7.1.1)."""
-    return _json(urls_of(runtime).directory())
+    return json_reply(urls_of(runtime).directory())
 
 
 @router.head("/new-nonce")
@@ -179,7 +76,7 @@ async def new_account(request: Request, runtime: RuntimeDep) -> Response:
         return shapes.account(urls, account), urls.account(account.id), created
 
     body, location, created = await signed(runtime, request, rule, jwk=True)
-    return _json(body, 201 if created else 200, {"Location": location})
+    return json_reply(body, 201 if created else 200, {"Location": location})
 
 
 @router.post("/acct/{account_id}")
@@ -189,14 +86,14 @@ async def account(account_id: str, request: Request, runtime: RuntimeDep) -> Res
 
     def rule(session: Session, req: Signed) -> dict[str, Any]:
         account = req.acting
-        if account.id != _id(account_id, "account"):
+        if account.id != resource_id(account_id, "account"):
             raise unauthorized("an account can only be read or changed by its own key")
         payload = req.jws.json()
         if payload is not None:
             accounts.update_account(session, account, payload)
         return shapes.account(urls, account)
 
-    return _json(await signed(runtime, request, rule))
+    return json_reply(await signed(runtime, request, rule))
 
 
 @router.post("/acct/{account_id}/orders")
@@ -205,11 +102,11 @@ async def account_orders(account_id: str, request: Request, runtime: RuntimeDep)
     urls = urls_of(runtime)
 
     def rule(session: Session, req: Signed) -> dict[str, Any]:
-        if req.acting.id != _id(account_id, "account"):
+        if req.acting.id != resource_id(account_id, "account"):
             raise unauthorized("an account's orders are read with its own key")
         return {"orders": [urls.order(o) for o in orders.account_orders(session, req.acting)]}
 
-    return _json(await signed(runtime, request, rule))
+    return json_reply(await signed(runtime, request, rule))
 
 
 @router.post("/key-change")
@@ -229,7 +126,7 @@ async def key_change(request: Request, runtime: RuntimeDep) -> Response:
             status=409,
             headers={"Location": urls.account(result)},
         )
-    return _json(result)
+    return json_reply(result)
 
 
 # --- orders, authorizations, challenges ----------------------------------------------------------
@@ -260,7 +157,7 @@ async def new_order(request: Request, runtime: RuntimeDep) -> Response:
         return _order_reply(session, urls, row, 201)
 
     body, status, headers = await signed(runtime, request, rule)
-    return _json(body, status, headers)
+    return json_reply(body, status, headers)
 
 
 @router.post("/order/{order_id}")
@@ -269,25 +166,25 @@ async def order(order_id: str, request: Request, runtime: RuntimeDep) -> Respons
     urls = urls_of(runtime)
 
     def rule(session: Session, req: Signed) -> tuple[dict[str, Any], int, dict[str, str]]:
-        row = orders.owned_order(session, req.acting, _id(order_id, "order"))
+        row = orders.owned_order(session, req.acting, resource_id(order_id, "order"))
         return _order_reply(session, urls, row)
 
     body, status, headers = await signed(runtime, request, rule)
-    return _json(body, status, headers)
+    return json_reply(body, status, headers)
 
 
 @router.post("/order/{order_id}/finalize")
 async def finalize(order_id: str, request: Request, runtime: RuntimeDep) -> Response:
     """Sign the order's CSR through the core's issuance (RFC 8555 section 7.4)."""
     urls = urls_of(runtime)
-    wanted = _id(order_id, "order")
+    wanted = resource_id(order_id, "order")
 
     def begin(session: Session, req: Signed) -> tuple[Any, dict[str, Any], uuid.UUID, JWK]:
         payload = req.jws.json()
         # Before the order is taken: a request without a CSR leaves the order ready.
         if payload is None or not isinstance(payload.get("csr"), str):
             raise malformed("finalize needs a payload with the CSR, DER in base64url")
-        started = orders.begin_finalize(session, req.acting, wanted)
+        started = finalization.begin_finalize(session, req.acting, wanted)
         return started, payload, req.acting.account_id, req.key
 
     started, payload, customer, account_key = await signed(runtime, request, begin)
@@ -308,13 +205,13 @@ async def finalize(order_id: str, request: Request, runtime: RuntimeDep) -> Resp
 
     def end() -> tuple[dict[str, Any], int, dict[str, str]]:
         with runtime.sessions() as session:
-            row = orders.end_finalize(session, started.id, certificate_id, problem)
+            row = finalization.end_finalize(session, started.id, certificate_id, problem)
             return _order_reply(session, urls, row)
 
     body, status, headers = await anyio.to_thread.run_sync(end)
     if problem is not None:
         raise problem
-    return _json(body, status, headers)
+    return json_reply(body, status, headers)
 
 
 @router.post("/authz/{authz_id}")
@@ -323,7 +220,7 @@ async def authorization(authz_id: str, request: Request, runtime: RuntimeDep) ->
     urls = urls_of(runtime)
 
     def rule(session: Session, req: Signed) -> tuple[dict[str, Any], dict[str, str]]:
-        wanted = _id(authz_id, "authorization")
+        wanted = resource_id(authz_id, "authorization")
         payload = req.jws.json()
         if payload is None:
             row = orders.owned_authorization(session, req.acting, wanted)
@@ -335,7 +232,7 @@ async def authorization(authz_id: str, request: Request, runtime: RuntimeDep) ->
         return body, {"Retry-After": POLL_SECONDS} if body["status"] == "pending" else {}
 
     body, headers = await signed(runtime, request, rule)
-    return _json(body, headers=headers)
+    return json_reply(body, headers=headers)
 
 
 @router.post("/chall/{challenge_id}")
@@ -344,7 +241,7 @@ async def challenge(challenge_id: str, request: Request, runtime: RuntimeDep) ->
     urls = urls_of(runtime)
 
     def rule(session: Session, req: Signed) -> tuple[dict[str, Any], dict[str, str]]:
-        wanted = _id(challenge_id, "challenge")
+        wanted = resource_id(challenge_id, "challenge")
         if req.jws.json() is None:
             row, authz = orders.owned_challenge(session, req.acting, wanted)
         else:
@@ -355,7 +252,7 @@ async def challenge(challenge_id: str, request: Request, runtime: RuntimeDep) ->
         return shapes.challenge(urls, row), headers
 
     body, headers = await signed(runtime, request, rule)
-    return _json(body, headers=headers)
+    return json_reply(body, headers=headers)
 
 
 # --- certificates --------------------------------------------------------------------------------
@@ -366,7 +263,7 @@ async def certificate(certificate_id: str, request: Request, runtime: RuntimeDep
     """The certificate and the intermediate that issued it, as a PEM chain."""
 
     def rule(session: Session, req: Signed) -> Certificate:
-        cert = session.get(Certificate, _id(certificate_id, "certificate"))
+        cert = session.get(Certificate, resource_id(certificate_id, "certificate"))
         if cert is None or cert.account_id != req.acting.account_id:
             raise not_found("certificate")
         return cert
@@ -417,4 +314,4 @@ async def renewal_info(cert_id: str, runtime: RuntimeDep) -> Response:
 
     body = await anyio.to_thread.run_sync(run)
     retry = str(acme_revocation.retry_after_seconds())
-    return _json(body, headers={"Retry-After": retry})
+    return json_reply(body, headers={"Retry-After": retry})

@@ -19,7 +19,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from certificate_api.pki import names
-from core.acme.orders import FAILURES_SCOPE, count_hit
+from core.acme.limits import FAILURES_SCOPE, count_hit
 from core.acme.problems import AcmeProblem
 from core.domains import Subject, grant
 from schema.accounts import Account

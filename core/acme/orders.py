@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from certificate_api.pki import names
 from core import validation
+from core.acme.limits import ORDERS_SCOPE, AcmeLimits, count_hit, refuse_after_failures
 from core.acme.problems import AcmeProblem, identifier_problem, malformed, not_found, rate_limited
 from core.acme.revocation import certificate_by_cert_id
 from core.name_check import Grant, candidates
@@ -38,23 +38,9 @@ from schema.acme import (
 )
 from schema.base import utcnow
 from schema.domains import ChallengeType, DomainAuthorization, DomainStatus
-from schema.rates import RateCounter, Window, hit_statement
 
 ORDER_DAYS = 7  # how long an order (and its pending authorizations) may wait
 MAX_IDENTIFIERS = 100
-HOUR = timedelta(hours=1)
-ORDERS_SCOPE = "acme-orders"
-FAILURES_SCOPE = "acme-failed"
-# A finalization whose process died is taken up again by the next finalize after this.
-PROCESSING_STALE = timedelta(minutes=2)
-
-
-@dataclass(frozen=True)
-class AcmeLimits:
-    """The operator's per-account limits (per customer account: all its ACME accounts)."""
-
-    orders_per_hour: int
-    failed_validations_per_hour: int
 
 
 @dataclass(frozen=True)
@@ -145,39 +131,6 @@ def refuse_by_policy(identifiers: Sequence[Identifier], policy: NamePolicy) -> N
         listed = ", ".join(p["identifier"]["value"] for p in refused)
         raise AcmeProblem(
             "rejectedIdentifier", f"the CA's policy refuses: {listed}", subproblems=refused
-        )
-
-
-# --- limits ---------------------------------------------------------------------------------
-
-
-def count_hit(session: Session, scope: str, key: str, now: datetime) -> tuple[int, Window]:
-    """One hit of an hourly counter; its rank in the hour, and the hour."""
-    window = Window.around(now, HOUR)
-    dialect = session.get_bind().dialect.name
-    hits = session.execute(
-        hit_statement(dialect), {"scope": scope, "key": key, "window_start": window.start}
-    ).one()
-    return int(hits.hits), window
-
-
-def refuse_after_failures(
-    session: Session, account: AcmeAccount, limits: AcmeLimits, now: datetime
-) -> None:
-    """`rateLimited` once the customer's validations failed too often this hour."""
-    window = Window.around(now, HOUR)
-    failed = session.scalar(
-        select(RateCounter.count).where(
-            RateCounter.scope == FAILURES_SCOPE,
-            RateCounter.key == str(account.account_id),
-            RateCounter.window_start == window.start,
-        )
-    )
-    if failed is not None and failed >= limits.failed_validations_per_hour:
-        raise rate_limited(
-            f"{failed} failed validations this hour (at most "
-            f"{limits.failed_validations_per_hour}); fix the challenge set-up, then retry",
-            window.retry_after(now),
         )
 
 
@@ -413,61 +366,3 @@ def respond(
     challenge.requested_at = now
     session.commit()
     return challenge, authz
-
-
-# --- finalization ---------------------------------------------------------------------------
-
-
-def begin_finalize(session: Session, account: AcmeAccount, order_id: uuid.UUID) -> AcmeOrder:
-    """Take a ready order into `processing` (committed), so only one finalization signs;
-    `orderNotReady` otherwise. One left processing by a process that died is taken again."""
-    order = owned_order(session, account, order_id, lock=True)
-    now = utcnow()
-    stale = order.status == OrderStatus.PROCESSING and order.updated_at < now - PROCESSING_STALE
-    if order.status != OrderStatus.READY and not stale:
-        raise AcmeProblem(
-            "orderNotReady", f"the order is {order.status}, not ready: it cannot be finalized"
-        )
-    # Taken only if unchanged since read, as the update runs: without row locks (SQLite)
-    # concurrent finalizations would all take it, and each sign.
-    taken = session.scalar(
-        update(AcmeOrder)
-        .where(
-            AcmeOrder.id == order.id,
-            AcmeOrder.status == order.status,
-            AcmeOrder.updated_at == order.updated_at,
-        )
-        .values(status=OrderStatus.PROCESSING.value, updated_at=now)
-        .returning(AcmeOrder.id)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    if taken is None:
-        raise AcmeProblem("orderNotReady", "the order is being finalized by another request")
-    # As the update left it, without marking the object changed (nothing more to write).
-    set_committed_value(order, "status", OrderStatus.PROCESSING.value)
-    set_committed_value(order, "updated_at", now)
-    return order
-
-
-def end_finalize(
-    session: Session,
-    order_id: uuid.UUID,
-    certificate_id: uuid.UUID | None,
-    problem: AcmeProblem | None,
-) -> AcmeOrder:
-    """Record how a finalization ended: valid with its certificate; back to `ready` for a
-    CSR the client can fix; `invalid` for a refusal that no CSR would change."""
-    order = session.get(AcmeOrder, order_id, with_for_update=True)
-    assert order is not None
-    order.updated_at = utcnow()
-    if certificate_id is not None:
-        order.status = OrderStatus.VALID.value
-        order.certificate_id = certificate_id
-    elif problem is not None and problem.kind in ("badCSR", "rateLimited", "serverInternal"):
-        order.status = OrderStatus.READY.value
-    else:
-        order.status = OrderStatus.INVALID.value
-        order.error = problem.body() if problem is not None else None
-    session.commit()
-    return order
