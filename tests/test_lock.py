@@ -49,3 +49,10 @@ def test_the_lock_pins_every_declared_dependency_within_its_bound(
     assert not problems, "; ".join(problems) + ": run `make lock`"
     if not with_dev:
         assert "pytest" not in locked  # the runtime lock carries no test tools
+
+
+def test_the_runtime_lock_holds_what_the_account_services_gevent_worker_imports() -> None:
+    # `make run` installs requirements.lock alone: Gunicorn's gevent worker imports
+    # `packaging`, which only its `gevent` extra declares (the dev lock has it through pytest).
+    locked = pins(ROOT / "requirements.lock")
+    assert {"gevent", "packaging"} <= locked.keys()
