@@ -16,6 +16,7 @@ from josepy.jwk import JWK
 from certificate_api.pki import names
 from core.acme.jws import raw_key
 from core.acme.problems import AcmeProblem
+from core.keys import spki_sha256
 from core.orders import IssueRequest
 
 
@@ -31,14 +32,6 @@ def _normal(value: str) -> str:
         raise bad_csr(f"the CSR names {value!r}, which is not a valid name") from None
 
 
-def _spki(key: Any) -> bytes:
-    return bytes(
-        key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
 def issue_request(
     payload: dict[str, Any], order_names: Sequence[str], account_key: JWK
 ) -> IssueRequest:
@@ -52,7 +45,7 @@ def issue_request(
         csr = x509.load_der_x509_csr(b64decode(encoded))
     except (binascii.Error, ValueError):
         raise bad_csr("the CSR is not DER in base64url") from None
-    if _spki(csr.public_key()) == _spki(raw_key(account_key)):
+    if spki_sha256(csr.public_key()) == spki_sha256(raw_key(account_key)):
         raise bad_csr("the CSR's key is the ACME account's key: use another key")
     try:
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from josepy.b64 import b64decode
 from josepy.jwk import JWK
 from sqlalchemy import select
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.acme.jws import raw_key
 from core.acme.problems import AcmeProblem, malformed, not_found, unauthorized
+from core.keys import spki_sha256
 from schema.acme import AcmeAccount
 from schema.certificates import Certificate
 
@@ -43,14 +43,6 @@ def reason_name(code: Any) -> str:
     return REASONS[code]
 
 
-def _spki(key: Any) -> bytes:
-    return bytes(
-        key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
 def certificate_to_revoke(
     session: Session,
     payload: dict[str, Any],
@@ -74,7 +66,7 @@ def certificate_to_revoke(
         raise not_found("certificate issued by this CA")
     if account is not None and account.account_id != cert.account_id:
         raise unauthorized("the certificate is not this account's")
-    if key is not None and _spki(raw_key(key)) != _spki(leaf.public_key()):
+    if key is not None and spki_sha256(raw_key(key)) != spki_sha256(leaf.public_key()):
         raise unauthorized("the JWS is signed by neither the certificate's key nor its owner")
     if cert.revoked_at is not None:  # its customer's deletion, say: no one left to act for
         raise AcmeProblem("alreadyRevoked", "the certificate is already revoked")
