@@ -7,12 +7,13 @@ WORKDIR /app
 COPY requirements.lock ./
 RUN pip install -r requirements.lock
 COPY pyproject.toml README.md ./
+COPY pki ./pki
 COPY schema ./schema
 COPY account_api ./account_api
 COPY certificate_api ./certificate_api
 COPY worker ./worker
 COPY ca_admin ./ca_admin
-COPY worker ./worker
+COPY core ./core
 COPY migrations ./migrations
 RUN pip install --no-deps . && useradd --system --uid 10001 tessera \
     && mkdir /app/var && chown tessera /app/var

@@ -8,6 +8,7 @@ import sys
 import click
 
 from ca_admin.ca_commands import COMMANDS as CA_COMMANDS
+from ca_admin.certificate_commands import COMMANDS as CERTIFICATE_COMMANDS
 from ca_admin.domain_commands import COMMANDS as DOMAIN_COMMANDS
 from ca_admin.hierarchy_commands import COMMANDS as HIERARCHY_COMMANDS
 from ca_admin.webhook_commands import COMMANDS as WEBHOOK_COMMANDS
@@ -98,7 +99,13 @@ def run(workers: int | None, no_migrate: bool) -> None:
     sys.exit(supervise(service_commands(settings, count), settings.var_dir))
 
 
-for command in (*CA_COMMANDS, *HIERARCHY_COMMANDS, *DOMAIN_COMMANDS, *WEBHOOK_COMMANDS):
+for command in (
+    *CA_COMMANDS,
+    *HIERARCHY_COMMANDS,
+    *CERTIFICATE_COMMANDS,
+    *DOMAIN_COMMANDS,
+    *WEBHOOK_COMMANDS,
+):
     main.add_command(command)
 
 

@@ -18,13 +18,13 @@ from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, tupl
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from certificate_api.pki import names
 from core import queries, validation
 from core.actors import Actor, actor_of, authorize
 from core.certificates import decode_cursor, encode_cursor
 from core.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from core.policy import NamePolicy, is_public_suffix
 from core.statements import Database, Query, Transaction
+from pki import names
 from schema.accounts import Account
 from schema.base import utcnow
 from schema.domains import ChallengeType, DomainAuthorization, DomainStatus, shown_status
@@ -65,7 +65,7 @@ def subject(name: str, include_subdomains: bool, policy: NamePolicy) -> Subject:
             raise _refused(str(address))
         return Subject(str(address), False, True)
     try:
-        normal = names.normalize_dns_name(name)
+        normal = names.parse_dns_name(name)
     except names.InvalidName as exc:
         raise Invalid.field(("name",), str(exc)) from None
     if normal.startswith("*."):

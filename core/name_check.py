@@ -35,7 +35,6 @@ from sqlalchemy import (
     true,
 )
 
-from certificate_api.pki import names
 from core import queries
 from core.actors import Actor, actor_of
 from core.errors import FieldError, Forbidden
@@ -44,6 +43,7 @@ from core.policy import NamePolicy
 from core.queries import AccountRow
 from core.rates import HitRow, IssuanceRate, hit_query
 from core.statements import Database, Query
+from pki import names
 from schema.accounts import Account
 from schema.base import utcnow
 from schema.domains import DomainAuthorization, DomainStatus
@@ -96,16 +96,11 @@ def requested_candidates(
 
 
 def _candidates_of(value: str) -> list[str]:
-    """The candidates of what `prepare` will make of a name, cheaply: an ASCII DNS name only
-    needs lower case (IDNA is for the rest); an invalid one is refused by `prepare` anyway."""
-    text = value.strip()
-    if not text.isprintable():
-        return []  # a control character: never a name, refused by `prepare`, never a query
-    if ":" in text or text.replace(".", "").isdigit():
-        return [str(names.parse_ip(text))]  # an address is covered by itself only
-    if text.isascii():
-        return candidates(text.removesuffix(".").lower())
-    return candidates(names.normalize_dns_name(text))
+    """The candidates of what `prepare` will make of a name (the parser's answers are cached,
+    so the second parse is a look-up); an invalid one adds nothing and is refused later."""
+    if names.is_ip(value):
+        return [str(names.parse_ip(value))]  # an address is covered by itself only
+    return candidates(names.parse_dns_name(value))
 
 
 def _one_of(column: Any, param: str, type_: Any, dialect: str) -> ColumnElement[bool]:

@@ -10,7 +10,6 @@ from datetime import timedelta
 from cryptography import x509
 
 from certificate_api.authority.service import IssuingCa
-from certificate_api.pki import names
 from certificate_api.pki.issue import CsrError, LeafRequest, build_leaf, load_csr, new_serial
 from certificate_api.pki.keypool import KeyPool
 from certificate_api.pki.keys import (
@@ -21,6 +20,7 @@ from certificate_api.pki.keys import (
     private_key_to_pem,
 )
 from core.errors import Invalid
+from pki import names
 from schema.base import utcnow
 
 # Clients' clocks drift: a certificate valid from a few minutes ago works everywhere at once.
@@ -75,7 +75,7 @@ class Issued:
 
 def _dns(value: str, path: list[str | int]) -> str:
     try:
-        return names.normalize_dns_name(value)
+        return names.parse_dns_name(value)
     except names.InvalidName as exc:
         raise Invalid.field(path, str(exc)) from None
 
@@ -85,7 +85,7 @@ def _names(request: IssueRequest) -> tuple[str, list[str], list[names.IpAddress]
     (the common name is one of the names too)."""
     dns: list[str] = []
     ips: list[names.IpAddress] = []
-    if names.is_ip(request.common_name.strip()):
+    if names.is_ip(request.common_name):
         ips.append(names.parse_ip(request.common_name))
         cn = str(ips[0])
     else:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from publicsuffixlist import PublicSuffixList
 
+from pki import names
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -60,7 +62,17 @@ def in_networks(address: Address, networks: Iterable[Network]) -> bool:
 
 
 def _entries(text: str) -> list[str]:
-    return [entry.strip().lower() for entry in text.split(",") if entry.strip()]
+    """A list setting's entries: comma-separated, blanks around each comma allowed (the
+    list's syntax, not the names': each entry is then parsed as strictly as any name)."""
+    return [entry.strip(" ") for entry in text.split(",") if entry.strip(" ")]
+
+
+def _suffix_of(entry: str) -> str:
+    """`*.example.com` and `.example.com` are spellings of the suffix `example.com`."""
+    for spelling in ("*.", "."):
+        if entry.startswith(spelling):
+            return entry[len(spelling) :]
+    return entry
 
 
 def suffix_matches(name: str, suffix: str) -> bool:
@@ -87,10 +99,12 @@ class Rules:
                 continue
             except ValueError:
                 pass
-            suffix = entry.removeprefix("*.").removeprefix(".").removesuffix(".")
-            if not suffix or "*" in suffix or " " in suffix:
-                raise ValueError(f"{entry!r} is neither a DNS suffix nor an IP network")
-            suffixes.append(suffix.encode("idna").decode() if not suffix.isascii() else suffix)
+            try:
+                suffixes.append(names.parse_dns_suffix(_suffix_of(entry)))
+            except names.InvalidName as exc:
+                raise ValueError(
+                    f"{entry!r} is neither a DNS suffix nor an IP network: {exc}"
+                ) from None
         return cls(tuple(suffixes), tuple(networks))
 
     @property

@@ -13,11 +13,11 @@ from cryptography.x509.oid import NameOID
 from josepy.b64 import b64decode
 from josepy.jwk import JWK
 
-from certificate_api.pki import names
 from core.acme.jws import raw_key
 from core.acme.problems import AcmeProblem
 from core.keys import spki_sha256
 from core.orders import IssueRequest
+from pki import names
 
 
 def bad_csr(detail: str) -> AcmeProblem:
@@ -27,7 +27,7 @@ def bad_csr(detail: str) -> AcmeProblem:
 
 def _normal(value: str) -> str:
     try:
-        return str(names.parse_ip(value)) if names.is_ip(value) else names.normalize_dns_name(value)
+        return str(names.parse_ip(value)) if names.is_ip(value) else names.parse_dns_name(value)
     except (names.InvalidName, ValueError):
         raise bad_csr(f"the CSR names {value!r}, which is not a valid name") from None
 

@@ -12,7 +12,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from certificate_api.pki.ca import Issuer, authority_key_id, key_usage, signature_hash
 from certificate_api.pki.keys import KeyPolicyError, PublicKey, key_type_of
-from certificate_api.pki.names import IpAddress, is_ip
+from pki.names import IpAddress, is_ip, is_valid_name
 
 
 class CsrError(ValueError):
@@ -49,7 +49,11 @@ def serial_hex(serial: int) -> str:
 
 
 def build_leaf(request: LeafRequest, issuer: Issuer) -> x509.Certificate:
-    """Sign a leaf: SAN with every name, CA:false, serverAuth+clientAuth, SKI/AKI, CRL DP, AIA."""
+    """Sign a leaf: SAN with every name, CA:false, serverAuth+clientAuth, SKI/AKI, CRL DP, AIA.
+    A name not in the one form the name parser gives is never signed (ValueError)."""
+    for name in (request.common_name, *request.dns_names):
+        if not is_valid_name(name):
+            raise ValueError(f"{name!r} is not a name in its parsed form; nothing signed")
     sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dict.fromkeys(request.dns_names)]
     sans += [x509.IPAddress(ip) for ip in dict.fromkeys(request.ip_addresses)]
     # The subject's CN only for a DNS name that fits X.520's 64 characters: an address in a

@@ -18,10 +18,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from certificate_api.pki import names
 from core.acme.limits import FAILURES_SCOPE, count_hit
 from core.acme.problems import AcmeProblem
 from core.domains import Subject, grant
+from pki import names
 from schema.accounts import Account
 from schema.acme import (
     AcmeAccount,

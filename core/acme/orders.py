@@ -20,13 +20,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certificate_api.pki import names
 from core import validation
 from core.acme.limits import ORDERS_SCOPE, AcmeLimits, count_hit, refuse_after_failures
 from core.acme.problems import AcmeProblem, identifier_problem, malformed, not_found, rate_limited
 from core.acme.revocation import certificate_by_cert_id
 from core.name_check import Grant, candidates
 from core.policy import NamePolicy, is_public_suffix
+from pki import names
 from schema.acme import (
     AcmeAccount,
     AcmeAuthorization,
@@ -78,16 +78,16 @@ def identifier_of(item: Any) -> Identifier:
     if kind == "ip":
         try:
             return Identifier("ip", str(names.parse_ip(value)))
-        except ValueError:
+        except names.InvalidName as exc:
             raise AcmeProblem(
-                "malformed",
-                f"{value!r} is not an IP address",
-                subproblems=[identifier_problem("malformed", item, "not an IP address")],
+                "rejectedIdentifier",
+                str(exc),
+                subproblems=[identifier_problem("rejectedIdentifier", item, "not an IP address")],
             ) from None
     if kind != "dns":
         raise AcmeProblem("unsupportedIdentifier", f"identifier type {kind!r}: dns and ip only")
     try:
-        normal = names.normalize_dns_name(value)
+        normal = names.parse_dns_name(value)
     except names.InvalidName as exc:
         raise AcmeProblem(
             "rejectedIdentifier",

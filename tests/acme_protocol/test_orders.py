@@ -5,14 +5,17 @@ authorization deactivation."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from acme import messages
 
-from tests.acme_protocol.conftest import DENIED, Acme, unique_name
+from tests.acme_protocol.conftest import DENIED, Acme, Service, unique_name
 from tests.acme_protocol.resources import dns, messages_order, new_order, post_as_get
 from tests.acme_protocol.wire import problem
+from tests.conftest import Customer
 from tests.domains.servers import Route
 
 ALL_CHALLENGES = {"http-01", "dns-01", "tls-alpn-01"}
@@ -86,10 +89,33 @@ def test_name_the_policy_denies_is_rejected_identifier_with_subproblems(acme: Ac
         ({"identifiers": [{"type": "email", "value": "a@b.test"}]}, "unsupportedIdentifier"),
         ({"identifiers": [{"type": "dns", "value": "bad..name.test"}]}, "rejectedIdentifier"),
         ({"identifiers": [{"type": "dns", "value": "*.co.uk"}]}, "rejectedIdentifier"),
-        ({"identifiers": [{"type": "ip", "value": "300.1.1.1"}]}, "malformed"),
+        ({"identifiers": [{"type": "ip", "value": "300.1.1.1"}]}, "rejectedIdentifier"),
         ({"identifiers": "x.test"}, "malformed"),
+        (
+            {"identifiers": [{"type": "dns", "value": "victim.example\n.x.test"}]},
+            "rejectedIdentifier",
+        ),
+        ({"identifiers": [{"type": "dns", "value": "www.x.test\n"}]}, "rejectedIdentifier"),
+        ({"identifiers": [{"type": "dns", "value": " www.x.test"}]}, "rejectedIdentifier"),
+        ({"identifiers": [{"type": "dns", "value": "www.x.test."}]}, "rejectedIdentifier"),
+        ({"identifiers": [{"type": "dns", "value": "*.x.test\r"}]}, "rejectedIdentifier"),
+        ({"identifiers": [{"type": "ip", "value": "10.0.0.1\n"}]}, "rejectedIdentifier"),
     ],
-    ids=["empty", "missing", "email", "bad-name", "public-suffix-wildcard", "bad-ip", "string"],
+    ids=[
+        "empty",
+        "missing",
+        "email",
+        "bad-name",
+        "public-suffix-wildcard",
+        "bad-ip",
+        "string",
+        "inner-line-feed",
+        "trailing-line-feed",
+        "leading-space",
+        "trailing-dot",
+        "wildcard-carriage-return",
+        "ip-line-feed",
+    ],
 )
 def test_bad_identifiers_are_refused(acme: Acme, payload: dict[str, Any], kind: str) -> None:
     account = acme.register()
@@ -189,3 +215,25 @@ def test_authorization_deactivation_invalidates_its_order(acme: Acme) -> None:
         post_as_get(acme, account, order["finalize"].removesuffix("/finalize"))["status"]
         == "invalid"
     )
+
+
+@pytest.fixture(scope="module")
+def unicode_deny(
+    serve: Callable[..., contextlib.AbstractContextManager[Service]],
+) -> Iterator[Service]:
+    """A service of its own whose deny list names a name in its Unicode form."""
+    with serve(name_policy_deny="faß.test") as service:
+        yield service
+
+
+@pytest.mark.parametrize("name", ["faß.test", "xn--fa-hia.test", "www.faß.test"])
+def test_a_unicode_deny_entry_rejects_every_spelling_of_its_name(
+    unicode_deny: Service, make_customer: Callable[..., Customer], name: str
+) -> None:
+    acme = Acme(unicode_deny, make_customer)
+    try:
+        account = acme.register()
+        body = problem(new_order(acme, account, dns(name)), "rejectedIdentifier", 400)
+        assert [p["identifier"]["type"] for p in body["subproblems"]] == ["dns"]
+    finally:
+        acme.wire.close()

@@ -141,6 +141,18 @@ INVALID_DNS_NAMES = {
     "single-label": "localhost",
     "numeric-tld": "host.123",
     "invalid-a-label": "xn--zz.example.com",
+    "trailing-line-feed": "www.example.com\n",
+    "inner-line-feed": "victim.example\n.attacker.test",
+    "trailing-carriage-return": "www.example.com\r",
+    "trailing-crlf": "www.example.com\r\n",
+    "leading-space": " www.example.com",
+    "trailing-space": "www.example.com ",
+    "tab": "www\t.example.com",
+    "trailing-dot": "www.example.com.",
+    "nul": "www.example.com\x00",
+    "soft-hyphen": "www\u00ad.example.com",
+    "ideographic-full-stop": "www.example\u3002com",
+    "one-letter-tld": "example.c",
 }
 
 
@@ -155,8 +167,26 @@ def test_invalid_dns_name_is_422_on_its_index_and_nothing_stored(
 
 @pytest.mark.parametrize(
     "name",
-    ["my_host.example.com", "*.*.example.com", "a..example.com", "foo-.example.com"],
-    ids=["underscore", "double-wildcard", "empty-label", "trailing-hyphen"],
+    [
+        "my_host.example.com",
+        "*.*.example.com",
+        "a..example.com",
+        "foo-.example.com",
+        "paypal.com\n.attacker.test",
+        "www.example.com\n",
+        " www.example.com",
+        "www.example.com.",
+    ],
+    ids=[
+        "underscore",
+        "double-wildcard",
+        "empty-label",
+        "trailing-hyphen",
+        "inner-line-feed",
+        "trailing-line-feed",
+        "leading-space",
+        "trailing-dot",
+    ],
 )
 def test_invalid_common_name_is_422_on_common_name(
     certs: Any, make_customer: Any, certificate_rows: Callable[[str], int], name: str
@@ -174,6 +204,9 @@ INVALID_IPS = {
     "two-double-colons": "2001::db8::1",
     "hostname": "example.com",
     "ipv6-zone-id": "fe80::1%eth0",
+    "trailing-line-feed": "10.0.0.1\n",
+    "leading-space": " 10.0.0.1",
+    "leading-zero": "010.0.0.1",
 }
 
 
