@@ -22,7 +22,7 @@ from schema.logs import request_id_var
 from schema.metrics import observe_request
 
 access_log = logging.getLogger("tessera.access")
-_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Routes whose bodies are not JSON (OCSP takes DER).
 _RAW_BODY_PATHS = ("/api/ocsp",)
@@ -54,7 +54,7 @@ class EdgeMiddleware:
             return
         headers = dict(scope["headers"])
         incoming = headers.get(b"x-request-id", b"")
-        request_id = incoming.decode() if _REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        request_id = incoming.decode() if _REQUEST_ID.fullmatch(incoming) else str(uuid.uuid4())
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status_holder = [500]
