@@ -264,8 +264,9 @@ class Checker:
             )
 
     async def caa(self, name: str, wildcard: bool) -> None:
-        """RFC 8659: the closest CAA record set up the tree must name this CA, if one exists.
-        Nothing to check when CAA_IDENTITIES is empty."""
+        """RFC 8659: the closest CAA record set up the tree must name this CA, if one exists;
+        `wildcard` (an authorization that covers wildcards) also asks `issuewild`. Nothing to
+        check when CAA_IDENTITIES is empty."""
         if not self.config.caa_identities:
             return
         labels = name.split(".")
@@ -283,6 +284,9 @@ class Checker:
             return
 
     def _judge_caa(self, domain: str, records: list[object], wildcard: bool) -> None:
+        """The `issue` set must permit the name (no `issue` record: no restriction on it); for
+        an authorization covering wildcards, so must the `issuewild` set, or `issue` again
+        where there is no `issuewild` record (RFC 8659 sections 4.2 and 4.3)."""
         by_tag: dict[str, list[str]] = {}
         for record in records:
             tag = record.tag.decode().lower()  # type: ignore[attr-defined]
@@ -290,13 +294,20 @@ class Checker:
                 raise ValidationFailed(f"CAA at {domain} has a critical unknown tag {tag!r}")
             value = record.value.decode(errors="replace")  # type: ignore[attr-defined]
             by_tag.setdefault(tag, []).append(value)
-        chosen = by_tag.get("issuewild") if wildcard else None
-        chosen = chosen if chosen is not None else by_tag.get("issue")
-        if chosen is None:
-            return  # only iodef (or other) records: no restriction on issuance
-        issuers = {value.split(";", 1)[0].strip().lower() for value in chosen}
-        if not issuers & set(self.config.caa_identities):
+        if not self._permits(by_tag.get("issue")):
             raise ValidationFailed(f"CAA records at {domain} do not authorize this CA")
+        if wildcard and not self._permits(by_tag.get("issuewild", by_tag.get("issue"))):
+            raise ValidationFailed(
+                f"CAA records at {domain} do not authorize this CA for wildcards (issuewild), "
+                "which an authorization with include_subdomains covers"
+            )
+
+    def _permits(self, values: list[str] | None) -> bool:
+        """Whether a property set names this CA; an absent set (None) restricts nothing."""
+        if values is None:
+            return True
+        issuers = {value.split(";", 1)[0].strip().lower() for value in values}
+        return bool(issuers & set(self.config.caa_identities))
 
     async def check(
         self, name: str, kind: str, token: str, key_auth: str, include_subdomains: bool
