@@ -4,7 +4,9 @@ runner that settles the validations customers asked for.
 The checks are reusable by ACME: `Checker.http01(name, token, key_authorization)`,
 `Checker.dns01(name, record_value)`, `Checker.tls_alpn01(name, key_authorization)` and
 `Checker.caa(name, wildcard)` each raise `ValidationFailed` with a reason a customer can act
-on. They never connect to an address in `VALIDATION_DENY_NETWORKS`: names are resolved here
+on; `Checker.check` runs one challenge and CAA and always comes back with an outcome (an
+exception no check expects is logged, and its error says an unexpected failure happened).
+They never connect to an address in `VALIDATION_DENY_NETWORKS`: names are resolved here
 (through `VALIDATION_DNS_SERVERS`), the connection goes to the address checked, with the name
 in the Host header (or as TLS SNI), and every redirect hop is judged the same way, so neither
 DNS rebinding nor a redirect reaches a denied address.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import ssl
 from dataclasses import dataclass
 
@@ -28,6 +31,7 @@ from core.policy import Address, Network, in_networks, parse_networks, unmapped
 from schema.settings import CommonSettings
 from worker import tls_alpn
 
+log = logging.getLogger(__name__)
 MAX_REDIRECTS = 10
 MAX_BODY_BYTES = 64 * 1024
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -329,7 +333,17 @@ class Checker:
             return f"no answer within {self.config.timeout:g} s"
         except ValidationFailed as exc:
             return str(exc)
+        except Exception as exc:  # whatever the answer, the validation ends (invalid)
+            # The traceback names no secret: a key authorization is only ever an argument.
+            log.exception("validation check failed unexpectedly", extra={"type": kind})
+            return unexpected_failure(exc)
         return None
+
+
+def unexpected_failure(exc: BaseException) -> str:
+    """The error of a check that broke instead of answering: the CA's failure, not the
+    customer's (ACME: serverInternal, core/acme/challenges.py tells it by these words)."""
+    return f"an unexpected failure happened in the validator ({type(exc).__name__})"
 
 
 def _os_error(exc: OSError) -> str:

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from schema.domains import DomainAuthorization
 from schema.events import Event
 from tests.conftest import Customer
 from tests.domains.conftest import CA_IDENTITY, Domains, settle_with
@@ -302,3 +303,24 @@ def test_caa_issue_governs_every_authorization_and_issuewild_its_wildcards(
         assert done["status"] == "valid", done
     else:
         assert "do not authorize this CA" in fails(domains, customer, authz, "dns-01")
+
+
+def test_a_check_that_fails_unexpectedly_ends_invalid_saying_so(
+    make_customer: Callable[..., Customer], domains: Domains, engine: Any
+) -> None:
+    """A stored name the API would never take (written to the database directly) makes the
+    HTTP client raise InvalidURL: the validation still ends, invalid, with its event."""
+    customer = make_customer()
+    authz = domains.create(customer, unique("odd"))
+    odd = f"line\nfeed-{uuid.uuid4().hex[:8]}.test"
+    with engine.begin() as conn:
+        conn.execute(
+            update(DomainAuthorization)
+            .where(DomainAuthorization.id == uuid.UUID(authz["id"]))
+            .values(name=odd)
+        )
+    error = fails(domains, customer, authz, "http-01")
+    assert "unexpected failure" in error
+    assert "InvalidURL" in error
+    [event] = events_of(engine, authz["id"])
+    assert event["type"] == "domain.invalid" and event["error"] == error
