@@ -102,3 +102,16 @@ def domain_event_data(row: Any, status: str) -> dict[str, Any]:
         "error": row.error,
         "expires_at": rfc3339(row.expires_at),
     }
+
+
+class ValidationTurn(Base):
+    """When the worker last took a validation of a customer (REST or ACME): among customers
+    with as many validations in flight, the one served longest ago goes first, so a customer
+    with a backlog takes turns with the others (worker/validation_queue.py)."""
+
+    __tablename__ = "validation_turns"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(Account.id, ondelete="CASCADE"), primary_key=True
+    )
+    claimed_at: Mapped[datetime]

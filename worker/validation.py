@@ -4,7 +4,9 @@ runner that settles the validations customers asked for.
 The checks are reusable by ACME: `Checker.http01(name, token, key_authorization)`,
 `Checker.dns01(name, record_value)`, `Checker.tls_alpn01(name, key_authorization)` and
 `Checker.caa(name, wildcard)` each raise `ValidationFailed` with a reason a customer can act
-on. They never connect to an address in `VALIDATION_DENY_NETWORKS`: names are resolved here
+on; `Checker.check` runs one challenge and CAA and always comes back with an outcome (an
+exception no check expects is logged, and its error says an unexpected failure happened).
+They never connect to an address in `VALIDATION_DENY_NETWORKS`: names are resolved here
 (through `VALIDATION_DNS_SERVERS`), the connection goes to the address checked, with the name
 in the Host header (or as TLS SNI), and every redirect hop is judged the same way, so neither
 DNS rebinding nor a redirect reaches a denied address.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import ssl
 from dataclasses import dataclass
 
@@ -28,6 +31,7 @@ from core.policy import Address, Network, in_networks, parse_networks, unmapped
 from schema.settings import CommonSettings
 from worker import tls_alpn
 
+log = logging.getLogger(__name__)
 MAX_REDIRECTS = 10
 MAX_BODY_BYTES = 64 * 1024
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -264,8 +268,9 @@ class Checker:
             )
 
     async def caa(self, name: str, wildcard: bool) -> None:
-        """RFC 8659: the closest CAA record set up the tree must name this CA, if one exists.
-        Nothing to check when CAA_IDENTITIES is empty."""
+        """RFC 8659: the closest CAA record set up the tree must name this CA, if one exists;
+        `wildcard` (an authorization that covers wildcards) also asks `issuewild`. Nothing to
+        check when CAA_IDENTITIES is empty."""
         if not self.config.caa_identities:
             return
         labels = name.split(".")
@@ -283,6 +288,9 @@ class Checker:
             return
 
     def _judge_caa(self, domain: str, records: list[object], wildcard: bool) -> None:
+        """The `issue` set must permit the name (no `issue` record: no restriction on it); for
+        an authorization covering wildcards, so must the `issuewild` set, or `issue` again
+        where there is no `issuewild` record (RFC 8659 sections 4.2 and 4.3)."""
         by_tag: dict[str, list[str]] = {}
         for record in records:
             tag = record.tag.decode().lower()  # type: ignore[attr-defined]
@@ -290,13 +298,20 @@ class Checker:
                 raise ValidationFailed(f"CAA at {domain} has a critical unknown tag {tag!r}")
             value = record.value.decode(errors="replace")  # type: ignore[attr-defined]
             by_tag.setdefault(tag, []).append(value)
-        chosen = by_tag.get("issuewild") if wildcard else None
-        chosen = chosen if chosen is not None else by_tag.get("issue")
-        if chosen is None:
-            return  # only iodef (or other) records: no restriction on issuance
-        issuers = {value.split(";", 1)[0].strip().lower() for value in chosen}
-        if not issuers & set(self.config.caa_identities):
+        if not self._permits(by_tag.get("issue")):
             raise ValidationFailed(f"CAA records at {domain} do not authorize this CA")
+        if wildcard and not self._permits(by_tag.get("issuewild", by_tag.get("issue"))):
+            raise ValidationFailed(
+                f"CAA records at {domain} do not authorize this CA for wildcards (issuewild), "
+                "which an authorization with include_subdomains covers"
+            )
+
+    def _permits(self, values: list[str] | None) -> bool:
+        """Whether a property set names this CA; an absent set (None) restricts nothing."""
+        if values is None:
+            return True
+        issuers = {value.split(";", 1)[0].strip().lower() for value in values}
+        return bool(issuers & set(self.config.caa_identities))
 
     async def check(
         self, name: str, kind: str, token: str, key_auth: str, include_subdomains: bool
@@ -318,7 +333,17 @@ class Checker:
             return f"no answer within {self.config.timeout:g} s"
         except ValidationFailed as exc:
             return str(exc)
+        except Exception as exc:  # whatever the answer, the validation ends (invalid)
+            # The traceback names no secret: a key authorization is only ever an argument.
+            log.exception("validation check failed unexpectedly", extra={"type": kind})
+            return unexpected_failure(exc)
         return None
+
+
+def unexpected_failure(exc: BaseException) -> str:
+    """The error of a check that broke instead of answering: the CA's failure, not the
+    customer's (ACME: serverInternal, core/acme/challenges.py tells it by these words)."""
+    return f"an unexpected failure happened in the validator ({type(exc).__name__})"
 
 
 def _os_error(exc: OSError) -> str:

@@ -1,11 +1,15 @@
 """Settles the validations customers asked for: claim, check, record the outcome and its event.
 
-A request is a row (`domain_authorizations.validation_type` set while `pending`), so it
-survives any crash. A claim is a lease: a worker killed mid-check leaves the row to be
-claimed again once the lease runs out. The outcome and its `domain.*` event commit together,
-only if the row is still pending and still there (deleted meanwhile: nothing is recorded).
-The checks run on an event loop of this runner's own thread; the database calls are short
-and run in threads beside it.
+A request is a row (`domain_authorizations.validation_type` set while `pending`, or an ACME
+challenge `processing`), so it survives any crash. A claim is a lease: a worker killed
+mid-check leaves the row to be claimed again once the lease runs out. Each worker keeps
+`slots` checks going and refills a slot as soon as it frees, taking validations fairly
+across customers (worker/validation_queue.py). The outcome and its `domain.*` event commit
+together, only if the row is still pending and still there (deleted meanwhile: nothing is
+recorded). Every check ends with an outcome: one that breaks, or whose outcome cannot be
+recorded, is recorded `invalid` saying an unexpected failure happened. The checks run on an
+event loop of this runner's own thread; the database calls are short and run in threads
+beside it.
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import timedelta
 
 from prometheus_client import Counter
-from sqlalchemy import or_, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import validation
@@ -27,34 +31,30 @@ from schema.base import utcnow
 from schema.domains import DomainAuthorization, DomainStatus, domain_event_data
 from schema.events import EventType, record_event
 from schema.settings import CommonSettings
-from worker.validation import Checker, ValidationConfig
+from worker import validation_queue
+from worker.validation import Checker, ValidationConfig, unexpected_failure
+from worker.validation_queue import Claimed, Job
 
 log = logging.getLogger(__name__)
 SETTLED = Counter("domain_validations_total", "Domain validations settled", ["outcome"])
 POLL_SECONDS = 0.5
-BATCH = 16
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A validation this worker holds the lease on."""
-
-    id: uuid.UUID
-    account_id: uuid.UUID
-    name: str
-    include_subdomains: bool
-    kind: str
-    token: str
+# The database out of reach (a connection lost or refused, the pool exhausted), not a fault
+# of the outcome being recorded.
+UNREACHABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+SLOTS = 16  # checks in hand at once; one customer has at most half of them in flight
 
 
 class ValidationRunner:
     """Runs in a thread of the worker process until `stop`."""
 
-    def __init__(self, settings: CommonSettings, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, settings: CommonSettings, sessions: sessionmaker[Session], slots: int = SLOTS
+    ) -> None:
         self.config = ValidationConfig.from_settings(settings)
         self.days = settings.domain_authorization_days
         self.lease = timedelta(seconds=self.config.timeout * 2 + 5)
         self.sessions = sessions
+        self.slots = slots
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="validation", daemon=True)
 
@@ -73,23 +73,49 @@ class ValidationRunner:
 
     async def _loop(self) -> None:
         checker = Checker(self.config)
+        running: set[asyncio.Task[None]] = set()
         try:
             while not self.stopping.is_set():
-                try:
-                    claimed = await asyncio.to_thread(self.claim)
-                    answered = await asyncio.to_thread(self.claim_acme)
-                    await asyncio.gather(
-                        *(self.settle(checker, c) for c in claimed),
-                        *(self.settle_acme(checker, c) for c in answered),
+                await self._fill(checker, running)
+                if running:  # until a slot frees, or a while to look for new work
+                    _done, running = await asyncio.wait(
+                        running, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
                     )
-                    busy = bool(claimed or answered)
-                except Exception:  # a database outage: try again at the next round
-                    log.exception("validation round failed")
-                    busy = False
-                if not busy:
+                else:
                     await asyncio.to_thread(self.stopping.wait, POLL_SECONDS)
+            if running:
+                await asyncio.wait(running)
         finally:
             await checker.close()
+
+    async def _fill(self, checker: Checker, running: set[asyncio.Task[None]]) -> None:
+        """Claim validations, one at a time, while a slot is free and one is waiting."""
+        while len(running) < self.slots and not self.stopping.is_set():
+            try:
+                job = await asyncio.to_thread(self.claim)
+            except Exception:  # a database outage: try again at the next look
+                log.exception("claiming a validation failed")
+                return
+            if job is None:
+                return
+            running.add(asyncio.create_task(self.settle_job(checker, job)))
+
+    def claim(self) -> Job | None:
+        """Lease the next validation to check (worker/validation_queue.py)."""
+        with self.sessions() as session:
+            return validation_queue.claim_next(session, self.slots, self.lease)
+
+    async def settle_job(self, checker: Checker, job: Job) -> None:
+        """Check a claimed validation of either kind and record its outcome. A failure to
+        record (the database is down) leaves the lease to run out: the validation is then
+        taken again."""
+        try:
+            if isinstance(job, Claimed):
+                await self.settle(checker, job)
+            else:
+                await self.settle_acme(checker, job)
+        except Exception:
+            log.exception("settling a validation failed")
 
     async def settle(self, checker: Checker, claimed: Claimed) -> None:
         """Check one claimed validation and record its outcome."""
@@ -99,12 +125,7 @@ class ValidationRunner:
         error = await checker.check(
             claimed.name, claimed.kind, claimed.token, key_auth, claimed.include_subdomains
         )
-        await asyncio.to_thread(self.record, claimed, error)
-
-    def claim_acme(self) -> list[challenges.ClaimedChallenge]:
-        """Lease the oldest ACME challenges clients answered (core/acme/challenges.py)."""
-        with self.sessions() as session:
-            return challenges.claim(session, self.lease, BATCH)
+        await self._record(lambda outcome: self.record(claimed, outcome), error)
 
     async def settle_acme(self, checker: Checker, claimed: challenges.ClaimedChallenge) -> None:
         """Check one ACME challenge (its key authorization names the account key) and record
@@ -114,51 +135,27 @@ class ValidationRunner:
             claimed.name, claimed.type, claimed.token, key_auth, claimed.wildcard
         )
 
-        def record() -> None:
+        def record(outcome: str | None) -> None:
             with self.sessions() as session:
-                if challenges.record(session, claimed, error, self.days):
-                    SETTLED.labels("valid" if error is None else "invalid").inc()
+                if challenges.record(session, claimed, outcome, self.days):
+                    SETTLED.labels("valid" if outcome is None else "invalid").inc()
+            log.info(
+                "acme challenge settled",
+                extra={"challenge_id": str(claimed.id), "type": claimed.type, "valid": not outcome},
+            )
 
-        await asyncio.to_thread(record)
-        log.info(
-            "acme challenge settled",
-            extra={"challenge_id": str(claimed.id), "type": claimed.type, "valid": error is None},
-        )
+        await self._record(record, error)
 
-    def claim(self) -> list[Claimed]:
-        """Lease the oldest requested validations no live worker holds."""
-        now = utcnow()
-        da = DomainAuthorization
-        with self.sessions() as session:
-            rows = session.scalars(
-                select(da)
-                .where(
-                    da.status == DomainStatus.PENDING.value,
-                    da.validation_type.is_not(None),
-                    da.expires_at > now,
-                    or_(da.validation_leased_until.is_(None), da.validation_leased_until < now),
-                )
-                .order_by(da.validation_requested_at)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True)
-            ).all()
-            claimed = []
-            for row in rows:
-                row.validation_leased_until = now + self.lease
-                row.validation_attempts += 1
-                assert row.validation_type is not None
-                claimed.append(
-                    Claimed(
-                        row.id,
-                        row.account_id,
-                        row.name,
-                        row.include_subdomains,
-                        row.validation_type,
-                        row.token,
-                    )
-                )
-            session.commit()
-        return claimed
+    async def _record(self, record: Callable[[str | None], None], error: str | None) -> None:
+        """`record(error)`. If that breaks for another reason than the database being out of
+        reach, the validation is recorded invalid instead, with an unexpected failure."""
+        try:
+            await asyncio.to_thread(record, error)
+        except UNREACHABLE:
+            raise  # the lease runs out and the validation is taken again
+        except Exception as exc:
+            log.exception("recording a validation's outcome failed")
+            await asyncio.to_thread(record, unexpected_failure(exc))
 
     def record(self, claimed: Claimed, error: str | None) -> None:
         """The outcome and its event, in one transaction; nothing if the row changed."""

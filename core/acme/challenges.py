@@ -2,7 +2,8 @@
 domain validations, with the same checker.
 
 A challenge the client answered is `processing`: the row is the queue entry, claimed under a
-lease (a worker killed mid-check leaves it to be claimed again). The outcome commits with
+lease beside the REST validations, fairly across customers (worker/validation_queue.py); a
+worker killed mid-check leaves it to be claimed again. The outcome commits with
 everything it changes: the challenge, its authorization, its order (`ready` once every
 authorization is valid; `invalid` on a failure) and, on success, the customer's domain
 authorization for the name with its `domain.validated` event, so the REST API and later
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.acme.limits import FAILURES_SCOPE, count_hit
@@ -49,42 +50,11 @@ class ClaimedChallenge:
     wildcard: bool
 
 
-def claim(session: Session, lease: timedelta, batch: int) -> list[ClaimedChallenge]:
-    """Lease the oldest answered challenges no live worker holds. Commits."""
-    now = utcnow()
-    rows = session.execute(
-        select(AcmeChallenge, AcmeAuthorization.value, AcmeAuthorization.wildcard)
-        .join(AcmeAuthorization, AcmeAuthorization.id == AcmeChallenge.authorization_id)
-        .where(
-            AcmeChallenge.status == ChallengeStatus.PROCESSING.value,
-            or_(AcmeChallenge.leased_until.is_(None), AcmeChallenge.leased_until < now),
-        )
-        .order_by(AcmeChallenge.requested_at)
-        .limit(batch)
-        .with_for_update(of=AcmeChallenge, skip_locked=True)
-    ).all()
-    claimed = []
-    for challenge, value, wildcard in rows:
-        challenge.leased_until = now + lease
-        challenge.attempts += 1
-        claimed.append(
-            ClaimedChallenge(
-                challenge.id,
-                challenge.type,
-                challenge.token,
-                challenge.thumbprint or "",
-                value,
-                wildcard,
-            )
-        )
-    session.commit()
-    return claimed
-
-
 # The checker's reasons (worker/validation.py), told apart by phrases of their wording. Each
 # phrase holds a space, which no name, URL, token or record name in a message can: a name
 # such as `dns1.example.com` or `caa.example.com` says nothing of why the check failed.
 _REASONS = (
+    ("serverInternal", ("unexpected failure happened in the validator",)),
     ("caa", ("caa lookup of ", "caa at ", "caa records at ")),
     ("incorrectResponse", (" holds the expected value",)),
     ("dns", ("dns lookup of ", "no txt record at ", " has no a or aaaa record")),

@@ -9,7 +9,6 @@ library), publishing what a challenge needs, settling, issuing.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import hashlib
@@ -32,14 +31,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
-from core.acme import challenges as acme_challenges
 from schema.db import make_sessionmaker
 from tests.acme_protocol.wire import Wire, b64, ec_key, library_client, new_registration
 from tests.conftest import Customer, free_port
-from tests.domains.conftest import names_settings
+from tests.domains.conftest import names_settings, settle_with
 from tests.domains.servers import ChallengeServer, Route, TlsAlpnServer, Zone, start_dns, wait_for
-from worker.validation import Checker
-from worker.validation_runner import ValidationRunner
 
 DENIED = "denied.test"
 DEADLINE = datetime.timedelta(seconds=60)
@@ -89,29 +85,11 @@ class Service:
     engine: Any
     validators: Validators
 
-    def settle(self, one_challenge: bool = False) -> int:
+    def settle(self, customer: str | None = None) -> int:
         """What the worker does for due validations, once, in this thread: claim the REST
         validations and the answered ACME challenges, check, record. How many it settled.
-        `one_challenge`: only the ACME challenge answered first."""
-        runner = ValidationRunner(self.settings, make_sessionmaker(self.engine))
-        if one_challenge:
-            with runner.sessions() as session:
-                claimed, answered = [], acme_challenges.claim(session, runner.lease, 1)
-        else:
-            claimed, answered = runner.claim(), runner.claim_acme()
-
-        async def run() -> None:
-            checker = Checker(runner.config)
-            try:
-                await asyncio.gather(
-                    *(runner.settle(checker, c) for c in claimed),
-                    *(runner.settle_acme(checker, c) for c in answered),
-                )
-            finally:
-                await checker.close()
-
-        asyncio.run(run())
-        return len(claimed) + len(answered)
+        `customer`: only that customer's validation answered first."""
+        return settle_with(self.settings, self.engine, customer)
 
 
 @pytest.fixture(scope="session")
@@ -285,9 +263,11 @@ class Acme:
         authzr: messages.AuthorizationResource,
         kind: str,
         wrong: bool = False,
+        **faults: Any,
     ) -> messages.ChallengeBody:
         """Serve what the authorization's `kind` challenge asks for (a key authorization
-        with the wrong thumbprint when `wrong`); the challenge."""
+        with the wrong thumbprint when `wrong`; for tls-alpn-01, `faults` as `AlpnAnswer`
+        takes them); the challenge."""
         challb = next(c for c in authzr.body.challenges if challenge_type(c) == kind)
         name = authzr.body.identifier.value
         token = challb.chall.to_partial_json()["token"]
@@ -301,7 +281,7 @@ class Acme:
             digest = hashlib.sha256(key_auth.encode()).digest()
             validators.zone.txt[f"_acme-challenge.{name}".lower()] = [b64(digest)]
         else:
-            validators.tls.add(name, key_auth)
+            validators.tls.add(name, key_auth, **faults)
         return challb
 
     def answer(

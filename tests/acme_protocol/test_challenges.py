@@ -4,15 +4,30 @@ authorization and order invalid with an error whose type follows the reason."""
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from acme import messages
 from cryptography import x509
+from sqlalchemy import update
 
-from tests.acme_protocol.conftest import Account, Acme, challenge_type, csr_b64, unique_name
+from schema.acme import AcmeAuthorization
+from tests.acme_protocol.conftest import (
+    Account,
+    Acme,
+    Service,
+    challenge_type,
+    csr_b64,
+    unique_name,
+)
 from tests.acme_protocol.resources import dns, domains_of, new_order, post_as_get
+from tests.acme_protocol.test_limits import in_one_hour, rate_limited
 from tests.acme_protocol.wire import problem
+from tests.conftest import Customer
+from tests.domains.servers import X400_SAN
 
 
 def test_http_01_through_acme_makes_a_valid_domain_authorization(acme: Acme) -> None:
@@ -106,8 +121,8 @@ def test_two_challenges_of_one_authorization_the_first_settled_decides(
     for challb in answers:
         answered = acme.wire.send(account.key, challb.uri, {}, kid=account.kid)
         assert answered.json()["status"] == "processing", answered.text
-    assert acme.service.settle(one_challenge=True) == 1
-    assert acme.service.settle(one_challenge=True) == 1
+    assert acme.service.settle(account.customer.id) == 1
+    assert acme.service.settle(account.customer.id) == 1
     authz = post_as_get(acme, account, authzr.uri)
     order = post_as_get(acme, account, orderr.uri)
     states = {c["type"]: c["status"] for c in authz["challenges"]}
@@ -169,3 +184,53 @@ def test_challenge_nothing_listens_for_is_a_connection_error(acme: Acme) -> None
     acme.service.validators.zone.addresses[name] = ["127.0.0.2"]  # nothing listens there
     failed = failed_challenge(acme, account, name, "http-01", wrong=True)
     assert failed["error"]["type"] == "urn:ietf:params:acme:error:connection", failed["error"]
+
+
+@pytest.fixture(scope="module")
+def strict(serve: Callable[..., contextlib.AbstractContextManager[Service]]) -> Iterator[Service]:
+    """A service of its own that allows one failed validation an hour."""
+    with serve(acme_failed_validations_per_hour=1) as running:
+        yield running
+
+
+@pytest.mark.parametrize("fault", ["line feed in the stored name", "x400Address in the SAN"])
+def test_a_check_that_fails_unexpectedly_is_server_internal_and_counts_as_failed(
+    strict: Service, make_customer: Callable[..., Customer], fault: str
+) -> None:
+    """A check that raises what no check expects (httpx's InvalidURL for a stored name with
+    a line feed; cryptography's UnsupportedGeneralNameType for an x400Address) still settles:
+    invalid, serverInternal, and counted against the failed-validation limit."""
+    acme = Acme(strict, make_customer)
+
+    def run() -> tuple[Any, Any]:
+        account = acme.register()
+        odd, second = unique_name("odd"), unique_name("next")
+        orderr, _key = acme.order(account, [odd, second])
+        authzr = next(a for a in orderr.authorizations if a.body.identifier.value == odd)
+        if fault.startswith("line feed"):
+            with strict.engine.begin() as conn:
+                conn.execute(
+                    update(AcmeAuthorization)
+                    .where(AcmeAuthorization.id == uuid.UUID(authzr.uri.rsplit("/", 1)[1]))
+                    .values(value=odd.replace("-", "\n", 1))
+                )
+            challb = acme.publish(account, authzr, "http-01")
+        else:
+            challb = acme.publish(account, authzr, "tls-alpn-01", san_der=X400_SAN)
+        answered = acme.wire.send(account.key, challb.uri, {}, kid=account.kid)
+        assert answered.status_code == 200, answered.text
+        assert strict.settle() >= 1
+        authz = post_as_get(acme, account, authzr.uri)
+        other = next(a for a in orderr.authorizations if a.body.identifier.value == second)
+        challb = acme.publish(account, other, "http-01")
+        return authz, acme.wire.send(account.key, challb.uri, {}, kid=account.kid)
+
+    try:
+        authz, again = in_one_hour(run)
+    finally:
+        acme.wire.close()
+    assert authz["status"] == "invalid"
+    [failed] = [c for c in authz["challenges"] if c["status"] == "invalid"]
+    assert failed["error"]["type"] == "urn:ietf:params:acme:error:serverInternal", failed
+    assert "unexpected failure" in failed["error"]["detail"]
+    rate_limited(again)  # the failure counted

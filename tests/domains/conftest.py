@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from schema.base import utcnow
 from schema.db import make_sessionmaker
 from tests.conftest import Customer, certificate_settings
 from tests.domains.servers import ChallengeServer, Route, Zone, start_dns
+from worker import validation_queue
 from worker.validation import Checker
+from worker.validation_queue import Job
 from worker.validation_runner import ValidationRunner
 
 CA_IDENTITY = "tessera.test"
@@ -74,21 +77,31 @@ def names_app(settings: Any) -> Iterator[TestClient]:
         yield client
 
 
-def settle_with(settings: Any, engine: Any) -> int:
-    """What the worker does for due validations, once, in this thread: claim, check,
-    record. Returns how many it settled."""
-    runner = ValidationRunner(settings, make_sessionmaker(engine))
-    claimed = runner.claim()
+def settle_with(settings: Any, engine: Any, customer: str | None = None) -> int:
+    """What the worker does for due validations, once, in this thread: claim every one
+    waiting (REST and ACME; only the customer's oldest when given), check, record. Returns
+    how many it settled."""
+    runner = ValidationRunner(settings, make_sessionmaker(engine), slots=10**6)
+    jobs: list[Job] = []
+    if customer is not None:
+        with runner.sessions() as session:
+            now = utcnow()
+            job = validation_queue.claim_for(session, uuid.UUID(customer), now, now + runner.lease)
+            session.commit()
+        jobs += [job] if job is not None else []
+    else:
+        while (job := runner.claim()) is not None:
+            jobs.append(job)
 
     async def run() -> None:
         checker = Checker(runner.config)
         try:
-            await asyncio.gather(*(runner.settle(checker, c) for c in claimed))
+            await asyncio.gather(*(runner.settle_job(checker, j) for j in jobs))
         finally:
             await checker.close()
 
     asyncio.run(run())
-    return len(claimed)
+    return len(jobs)
 
 
 @pytest.fixture

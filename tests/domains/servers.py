@@ -19,6 +19,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtensionOID
 from dnslib import AAAA, CAA, QTYPE, RR, TXT, A, DNSRecord
 from dnslib.server import BaseResolver, DNSServer
 
@@ -156,8 +157,14 @@ class AlpnAnswer:
     extension: bool = True  # False: no acmeIdentifier extension at all
     extension_value: bytes | None = None  # the extension's DER value instead of the right one
     sans: tuple[str, ...] | None = None  # subjectAltName entries instead of the identifier
+    san_der: bytes | None = None  # the subjectAltName extension's DER value, as it is
     alpn: tuple[str, ...] | None = (validation.TLS_ALPN_PROTOCOL,)  # None: no ALPN (plain TLS)
     hang: threading.Event | None = None  # the handshake stalls until this is set (60 s at most)
+
+
+# A subjectAltName holding one x400Address ([3], an empty ORAddress): well-formed, and a kind
+# of name the cryptography package refuses to parse.
+X400_SAN = bytes.fromhex("3004a3023000")
 
 
 def _general_name(text: str) -> x509.GeneralName:
@@ -172,6 +179,9 @@ def alpn_certificate(answer: AlpnAnswer) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     sans = answer.sans if answer.sans is not None else (answer.identifier,)
+    san: x509.ExtensionType = x509.SubjectAlternativeName([_general_name(s) for s in sans])
+    if answer.san_der is not None:
+        san = x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, answer.san_der)
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([]))
@@ -180,9 +190,7 @@ def alpn_certificate(answer: AlpnAnswer) -> tuple[bytes, bytes]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([_general_name(s) for s in sans]), critical=False
-        )
+        .add_extension(san, critical=False)
     )
     if answer.extension:
         value = answer.extension_value

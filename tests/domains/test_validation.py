@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from schema.domains import DomainAuthorization
 from schema.events import Event
 from tests.conftest import Customer
 from tests.domains.conftest import CA_IDENTITY, Domains, settle_with
@@ -261,3 +262,65 @@ def test_deny_networks_are_never_connected_to(
     assert "VALIDATION_DENY_NETWORKS" in done["error"]
     if not target.startswith("redirect"):
         assert len(domains.server.hosts) == seen  # never connected
+
+
+OTHER_CA = "other-ca.example"
+
+
+@pytest.mark.parametrize(
+    ("issue", "issuewild", "include_subdomains", "allowed"),
+    [
+        # RFC 8659 section 4.3: issuewild speaks for wildcards only; an authorization with
+        # subdomains (which covers wildcards) needs `issue` as well.
+        (OTHER_CA, CA_IDENTITY, True, False),
+        (CA_IDENTITY, OTHER_CA, True, False),
+        (CA_IDENTITY, None, True, True),
+        (OTHER_CA, None, True, False),
+        (OTHER_CA, CA_IDENTITY, False, False),
+        (CA_IDENTITY, OTHER_CA, False, True),  # issuewild is ignored for an exact name
+        (CA_IDENTITY, CA_IDENTITY, True, True),
+        (None, CA_IDENTITY, True, True),  # no `issue` set: the base name is unrestricted
+        (None, OTHER_CA, True, False),
+        (None, OTHER_CA, False, True),
+    ],
+)
+def test_caa_issue_governs_every_authorization_and_issuewild_its_wildcards(
+    make_customer: Callable[..., Customer],
+    domains: Domains,
+    issue: str | None,
+    issuewild: str | None,
+    include_subdomains: bool,
+    allowed: bool,
+) -> None:
+    customer = make_customer()
+    name = unique("caa")
+    records = [(0, tag, value) for tag, value in (("issue", issue), ("issuewild", issuewild))]
+    domains.zone.caa[name] = [(f, t, v) for f, t, v in records if v is not None]
+    authz = domains.create(customer, name, include_subdomains=include_subdomains)
+    domains.publish(authz, "dns-01")
+    if allowed:
+        done = domains.validate(customer, authz, "dns-01")
+        assert done["status"] == "valid", done
+    else:
+        assert "do not authorize this CA" in fails(domains, customer, authz, "dns-01")
+
+
+def test_a_check_that_fails_unexpectedly_ends_invalid_saying_so(
+    make_customer: Callable[..., Customer], domains: Domains, engine: Any
+) -> None:
+    """A stored name the API would never take (written to the database directly) makes the
+    HTTP client raise InvalidURL: the validation still ends, invalid, with its event."""
+    customer = make_customer()
+    authz = domains.create(customer, unique("odd"))
+    odd = f"line\nfeed-{uuid.uuid4().hex[:8]}.test"
+    with engine.begin() as conn:
+        conn.execute(
+            update(DomainAuthorization)
+            .where(DomainAuthorization.id == uuid.UUID(authz["id"]))
+            .values(name=odd)
+        )
+    error = fails(domains, customer, authz, "http-01")
+    assert "unexpected failure" in error
+    assert "InvalidURL" in error
+    [event] = events_of(engine, authz["id"])
+    assert event["type"] == "domain.invalid" and event["error"] == error
