@@ -2,7 +2,7 @@
 
 Revision ID: v1_validation_turns
 Revises: a2_endpoint_keys
-Create Date: 2026-11-27 09:00:00
+Create Date: 2026-12-07 18:50:00
 """
 
 from collections.abc import Sequence
