@@ -198,6 +198,22 @@ SET_HOLD = Query(
     UpdatedRow,
 )
 
+# An admin taking over a hold its owner placed: only while it is still the owner's hold.
+SET_ADMIN_HOLD = Query(
+    update(Certificate)
+    .where(
+        Certificate.id == bindparam("certificate_id"),
+        Certificate.is_active.is_(False),
+        Certificate.held_by_admin.is_(False),
+        Certificate.revoked_at.is_(None),
+    )
+    .returning(Certificate.id)
+    .values(
+        held_by_admin=True, updated_at=bindparam("changed_at", type_=Certificate.updated_at.type)
+    ),
+    UpdatedRow,
+)
+
 # Only a certificate not revoked yet (the same reason).
 SET_REVOKED = Query(
     update(Certificate)
