@@ -32,7 +32,7 @@ from core.private_keys import private_key_pem
 from core.queries import CertificateRow
 from core.rates import IssuanceRate, SlowKeyGate
 from core.records import Change, bump_crl_revisions, record_change
-from core.revocation import revoke_row
+from core.revocation import Revocation, revoke_row
 from core.statements import Database, Transaction
 from schema.base import utcnow
 from schema.tokens import TokenClaims
@@ -133,8 +133,8 @@ async def issue_certificate(
     # Checks that read the database for this account and order (which names it may have,
     # how fast it may issue) belong here: after the order is known, before anything is signed.
     held = issuer.names.check(order, grants)
-    if order.csr_public_key is not None:
-        await refuse_blocked(db, order.csr_public_key)  # a fresh key cannot be blocked
+    if order.csr_public_key is not None:  # a fresh key cannot be blocked
+        await refuse_blocked(db, order.csr_public_key, actor.id)
     issued = await _sign(issuer, order)
     return await _store(issuer, _Checked(actor, order, held, renewal), issued, idem)
 
@@ -201,7 +201,9 @@ async def _store(
             stale = [cert] if not order.is_active else []  # issued on hold: on the CRL
             revoked = None
             if superseded is not None:  # the one revocation path, in this transaction
-                old, revoked = await revoke_row(tx, superseded, SUPERSEDED, actor.id, utcnow())
+                old, revoked = await revoke_row(
+                    tx, superseded, Revocation(SUPERSEDED), actor.id, utcnow()
+                )
                 stale.append(old)
             if stale:
                 await bump_crl_revisions(tx, stale)

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Column, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Column, Table, bindparam, delete, insert, or_, select, update
 
 from core.statements import Query
 from schema.accounts import Account
@@ -198,6 +198,22 @@ SET_HOLD = Query(
     UpdatedRow,
 )
 
+# An admin taking over a hold its owner placed: only while it is still the owner's hold.
+SET_ADMIN_HOLD = Query(
+    update(Certificate)
+    .where(
+        Certificate.id == bindparam("certificate_id"),
+        Certificate.is_active.is_(False),
+        Certificate.held_by_admin.is_(False),
+        Certificate.revoked_at.is_(None),
+    )
+    .returning(Certificate.id)
+    .values(
+        held_by_admin=True, updated_at=bindparam("changed_at", type_=Certificate.updated_at.type)
+    ),
+    UpdatedRow,
+)
+
 # Only a certificate not revoked yet (the same reason).
 SET_REVOKED = Query(
     update(Certificate)
@@ -269,9 +285,16 @@ class BlockedRow(NamedTuple):
     certificate_id: uuid.UUID
 
 
+# Blocked for this account: on one of its certificates, or for everyone (NULL).
 BLOCKED_KEY = Query(
     select(BlockedKey.certificate_id)
-    .where(BlockedKey.spki_sha256 == bindparam("spki_sha256"))
+    .where(
+        BlockedKey.spki_sha256 == bindparam("spki_sha256"),
+        or_(
+            BlockedKey.account_id.is_(None),
+            BlockedKey.account_id == bindparam("account_id", type_=BlockedKey.account_id.type),
+        ),
+    )
     .limit(1),
     BlockedRow,
 )

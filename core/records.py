@@ -32,6 +32,8 @@ class Change(enum.Enum):
     RELEASED = ("released", EventType.CERTIFICATE_ACTIVATED)
     HELD = ("held", EventType.CERTIFICATE_DEACTIVATED)
     REVOKED = ("revoked", EventType.CERTIFICATE_REVOKED)
+    # An admin took over a hold its owner placed: the state is unchanged, so no event.
+    ADMIN_HOLD = ("admin_hold", None)
 
     @property
     def action(self) -> str:
@@ -39,9 +41,9 @@ class Change(enum.Enum):
         return str(self.value[0])
 
     @property
-    def event(self) -> EventType:
-        """The webhook event's type."""
-        event: EventType = self.value[1]
+    def event(self) -> EventType | None:
+        """The webhook event's type (None: the change has none)."""
+        event: EventType | None = self.value[1]
         return event
 
 
@@ -99,7 +101,7 @@ def history_reason(cert: CertificateRow, change: Change) -> str | None:
     """The reason a history row gives: the revocation's, or certificateHold for a hold."""
     if change is Change.REVOKED:
         return cert.revocation_reason
-    return "certificateHold" if change is Change.HELD else None
+    return "certificateHold" if change in (Change.HELD, Change.ADMIN_HOLD) else None
 
 
 async def record_change(
@@ -109,8 +111,8 @@ async def record_change(
     before: Status | None,
     actor_id: uuid.UUID | None,
 ) -> None:
-    """The history row and the event of a change (`cert` as it is after the change, at its
-    `updated_at`); the workers are woken once the transaction commits."""
+    """The history row and the event, if it has one, of a change (`cert` as it is after
+    the change, at its `updated_at`); the workers are woken once the transaction commits."""
     now = cert.updated_at
     reason = history_reason(cert, change)
     await tx.execute(
@@ -123,6 +125,8 @@ async def record_change(
         actor_id=actor_id,
         at=now,
     )
+    if change.event is None:
+        return
     data = certificate_event_data(cert, now)
     await tx.execute(queries.INSERT_EVENT, **event_values(change.event, cert.id, data))
     tx.events_recorded()

@@ -207,8 +207,10 @@ class CertificateHistory(Base):
 
 class BlockedKey(Base):
     """A public key revoked for keyCompromise, by the SHA-256 of its SubjectPublicKeyInfo:
-    no later request may have it certified. One row per revoked certificate (a key may have
-    been certified more than once before it was reported)."""
+    no later request of `account_id` (the certificate's owner) may have it certified, or of
+    any account when `account_id` is NULL (the revocation proved possession of the private
+    key). One row per revoked certificate (a key may have been certified more than once
+    before it was reported)."""
 
     __tablename__ = "blocked_keys"
 
@@ -217,6 +219,7 @@ class BlockedKey(Base):
     )
     spki_sha256: Mapped[str] = mapped_column(String(64), index=True)
     blocked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"), default=None)
 
 
 class IdempotencyKey(Base):

@@ -278,21 +278,23 @@ async def certificate(certificate_id: str, request: Request, runtime: RuntimeDep
 async def revoke_cert(request: Request, runtime: RuntimeDep) -> Response:
     """Revoke, signed by the owner's account or by the certificate's key (section 7.6)."""
 
-    def rule(session: Session, req: Signed) -> tuple[Certificate, str]:
+    def rule(session: Session, req: Signed) -> tuple[Certificate, str, bool]:
         payload = req.jws.json() or {}
         reason = acme_revocation.reason_name(payload.get("reason"))
+        by_key = req.account is None
         cert = acme_revocation.certificate_to_revoke(
-            session, payload, req.account, req.key if req.account is None else None
+            session, payload, req.account, req.key if by_key else None
         )
-        return cert, reason
+        return cert, reason, by_key
 
-    cert, reason = await signed(runtime, request, rule, jwk=True)
+    cert, reason, by_key = await signed(runtime, request, rule, jwk=True)
     try:
         await revocation.revoke(
             runtime.db,
             cert.id,
             accounts.claims_of(cert.account_id),
-            reason,
+            # Signed by the certificate's key: possession proven, blocked for every account.
+            revocation.Revocation(reason, signed_by_key=by_key),
             Idempotency.of(None, {}, runtime.issuer.idempotency_ttl),
         )
     except Conflict:

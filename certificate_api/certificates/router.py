@@ -210,11 +210,16 @@ async def revoke_certificate(
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """Permanent revocation with an RFC 5280 reason; it shows on the next CRL and in OCSP."""
-    asked = {"id": str(certificate_id), "reason": body.reason}
+    """Permanent revocation with an RFC 5280 reason; it shows on the next CRL and in OCSP.
+    `keyCompromise` destroys a stored key and blocks the public key for the certificate's
+    owner, or for every account with a `key_proof` (or when the service made the key)."""
+    fields: dict[str, str] = {"id": str(certificate_id), "reason": body.reason}
+    if body.key_proof is not None:  # absent, the request hash stays what it always was
+        fields["key_proof"] = body.key_proof
     ttl = timedelta(hours=runtime.settings.idempotency_ttl_hours)
-    idem = Idempotency.of(idempotency_key, asked, ttl)
-    result = await revocation.revoke(runtime.db, certificate_id, caller, body.reason, idem)
+    idem = Idempotency.of(idempotency_key, fields, ttl)
+    asked = revocation.Revocation(body.reason, key_proof=body.key_proof)
+    result = await revocation.revoke(runtime.db, certificate_id, caller, asked, idem)
     cert = result.certificate
     return reply(shape(cert, runtime.authorities.chain_pem(cert.issuer_id)))
 

@@ -83,13 +83,30 @@ class CertificateUpdate(BaseModel):
 
 
 class RevokeRequest(BaseModel):
-    """Permanent revocation with an RFC 5280 reason."""
+    """Permanent revocation with an RFC 5280 reason; for keyCompromise, optionally a proof
+    of possession of the private key, which blocks the key for every account."""
 
     model_config = ConfigDict(
-        extra="forbid", strict=True, json_schema_extra={"examples": [{"reason": "keyCompromise"}]}
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"reason": "superseded"},
+                {"reason": "keyCompromise", "key_proof": "eyJhbGciOiJFUzI1NiJ9.eyJjZXJ0..."},
+            ]
+        },
     )
 
     reason: RevocationReason
+    key_proof: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8192,
+        description='with keyCompromise only: a compact JWS over {"certificate_id": "<id>"} '
+        "signed by the certificate's private key (alg ES256 for P-256, ES384 for P-384, "
+        "RS256 for RSA, EdDSA for Ed25519); blocks the key for every account, not only "
+        "the certificate's owner",
+    )
 
 
 class CertificateOut(BaseModel):

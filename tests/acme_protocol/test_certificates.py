@@ -270,6 +270,48 @@ def test_key_revoked_as_compromised_is_refused_in_a_later_csr(acme: Acme) -> Non
     problem(refused, "badCSR", 400)
 
 
+def finalize_with_key(acme: Acme, account: Account, key: Any) -> Any:
+    """A new order for a fresh name granted to the account's customer, finalized with a CSR
+    carrying `key`: the raw answer."""
+    name = unique_name("kc")
+    acme.grant(account.customer, name)
+    order = acme.wire.send(
+        account.key,
+        acme.url("/acme/new-order"),
+        {"identifiers": [{"type": "dns", "value": name}]},
+        kid=account.kid,
+    ).json()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    der = x509.load_pem_x509_csr(make_csr(pem, [name])).public_bytes(DER)
+    csr = jose.b64encode(der).decode()
+    return acme.wire.send(account.key, order["finalize"], {"csr": csr}, kid=account.kid)
+
+
+def test_key_revoked_by_its_own_key_is_refused_to_every_customer(acme: Acme) -> None:
+    """A revokeCert signed by the certificate's key proves possession of it."""
+    owner = acme.register()
+    issued = issue(acme, owner)
+    assert revoke(acme, cert_key_jwk(issued), issued, 1).status_code == 200
+    for account in (owner, acme.register()):
+        problem(finalize_with_key(acme, account, issued.key), "badCSR", 400)
+
+
+def test_key_revoked_by_the_owners_account_is_refused_to_that_customer_only(acme: Acme) -> None:
+    """A revokeCert signed by the account's key proves nothing of the certificate's key: it
+    stays usable by other customers."""
+    owner = acme.register()
+    issued = issue(acme, owner)
+    assert revoke(acme, owner.key, issued, 1, kid=owner.kid).status_code == 200
+    shown = rest_certificate(acme, owner, issued.certificate_id)
+    assert shown["revocation_reason"] == "keyCompromise"
+    problem(finalize_with_key(acme, owner, issued.key), "badCSR", 400)
+    problem(finalize_with_key(acme, acme.register(owner.customer), issued.key), "badCSR", 400)
+    other = finalize_with_key(acme, acme.register(), issued.key)
+    assert other.status_code == 200 and other.json()["status"] == "valid", other.text
+
+
 def cert_id_of(leaf: x509.Certificate) -> str:
     aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
     assert aki.key_identifier is not None

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select, update
 
 from schema.certificates import Certificate, CertificateHistory
+from schema.events import Event
 from tests.conftest import Customer, unique_email
 
 KEY_TYPES = ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
@@ -142,6 +143,22 @@ def history_rows(engine: Any) -> Callable[[str], int]:
             return int(conn.execute(query).scalar_one())
 
     return count
+
+
+@pytest.fixture
+def event_types(engine: Any) -> Callable[[str], list[str]]:
+    """The types of a certificate's events, in the order they were recorded."""
+
+    def types(certificate_id: str) -> list[str]:
+        with engine.connect() as conn:
+            query = (
+                select(Event.type)
+                .where(Event.subject_id == uuid.UUID(certificate_id))
+                .order_by(Event.seq)
+            )
+            return [str(kind) for kind in conn.execute(query).scalars()]
+
+    return types
 
 
 @pytest.fixture
