@@ -7,7 +7,7 @@ Names with a line feed, whitespace or other characters outside the rules were on
 for it; issued certificates are the operator's (`ca-admin certificates malformed`).
 
 Revision ID: h2_names
-Revises: v1_validation_turns
+Revises: c2_blocked_key_account
 Create Date: 2026-12-07 19:00:00
 """
 
@@ -25,7 +25,7 @@ from schema.base import UtcDateTime
 from pki.names import is_valid_name
 
 revision: str = 'h2_names'
-down_revision: str | None = 'v1_validation_turns'
+down_revision: str | None = 'c2_blocked_key_account'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,8 +1,8 @@
 """a blocked key names the account it is blocked for (NULL: every account)
 
 Revision ID: c2_blocked_key_account
-Revises: a2_endpoint_keys
-Create Date: 2026-11-27 09:00:00
+Revises: v1_validation_turns
+Create Date: 2026-12-07 18:55:00
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = 'c2_blocked_key_account'
-down_revision: str | None = 'a2_endpoint_keys'
+down_revision: str | None = 'v1_validation_turns'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
