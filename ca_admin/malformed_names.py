@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import sessions as core_sessions
-from core.errors import Conflict
+from core.errors import Conflict, NotFound
 from core.revocation import revoke_by_id
 from pki import names
 from schema.base import utcnow
@@ -106,7 +106,7 @@ def revoke(sessions: sessionmaker[Session], certificate_id: uuid.UUID, reason: s
         tx = core_sessions.SessionTransaction(session)
         try:
             core_sessions.run(revoke_by_id(tx, certificate_id, reason, None))
-        except Conflict:
+        except (Conflict, NotFound):  # revoked or pruned since it was found
             session.rollback()
             return False
         session.commit()

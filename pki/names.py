@@ -32,8 +32,12 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _TOP_LABEL = re.compile(r"[a-z0-9][a-z0-9-]{0,61}[a-z]")
 _IP_TEXT = re.compile(r"[0-9A-Fa-f:.]{2,45}")
 # Unicode categories no name may hold: controls, format characters (soft hyphen, zero-width
-# joiners, bidi marks), surrogates, private use, unassigned, and every kind of separator.
+# space, bidi marks), surrogates, private use, unassigned, and every kind of separator. The
+# zero-width joiner and non-joiner are the exception: IDNA 2008 allows them where a script
+# needs them (its CONTEXTJ rules, which the idna package checks), in a U-label and in the
+# A-label that decodes to it alike.
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+_JOINERS = frozenset({"\u200c", "\u200d"})
 
 
 class InvalidName(ValueError):
@@ -46,11 +50,23 @@ def _check_characters(text: str) -> None:
             raise InvalidName(f"{text!r} holds whitespace or a control character")
         return
     for char in text:
-        if char.isspace() or unicodedata.category(char) in _REFUSED_CATEGORIES:
+        if char.isascii() or char in _JOINERS:
+            continue
+        if char.isspace() or unicodedata.category(char) in _REFUSED_CATEGORIES or _vanishes(char):
             raise InvalidName(
                 f"{text!r} holds {unicodedata.name(char, hex(ord(char)))}, "
                 "which no name may contain"
             )
+
+
+@functools.lru_cache(maxsize=4096)
+def _vanishes(char: str) -> bool:
+    """Whether UTS 46 maps the character to nothing (variation selectors, fillers): such a
+    character would be silently dropped, so a name holding one is refused instead."""
+    try:
+        return idna.uts46_remap(char, std3_rules=True, transitional=False) == ""
+    except (idna.IDNAError, UnicodeError):
+        return False  # disallowed: the conversion refuses it with its own reason
 
 
 def parse_ip(text: str) -> IpAddress:
@@ -76,6 +92,9 @@ def _a_label(label: str, name: str) -> str:
     """One label in its lower-case A-label form, checked."""
     if label.isascii():
         ascii_label = label.lower()
+        if ascii_label[2:4] == "--" and not ascii_label.startswith("xn--"):
+            # Hyphens in the third and fourth places are reserved for encodings (RFC 5890).
+            raise InvalidName(f"{name!r}: label {label!r} has the reserved form '??--'")
         if ascii_label.startswith("xn--"):
             # An A-label must decode to a valid U-label that encodes back to itself.
             try:

@@ -28,6 +28,7 @@ import httpx
 
 from core import validation
 from core.policy import Address, Network, in_networks, parse_networks, unmapped
+from pki import names
 from schema.settings import CommonSettings
 from worker import tls_alpn
 
@@ -70,9 +71,9 @@ class ValidationConfig:
             ),
             deny=parse_networks(DEFAULT_DENY_NETWORKS if deny is None else deny),
             caa_identities=tuple(
-                i.strip().lower().rstrip(".")
+                names.parse_dns_suffix(i.strip(" "))
                 for i in settings.caa_identities.split(",")
-                if i.strip()
+                if i.strip(" ")
             ),
             timeout=settings.validation_timeout_seconds,
         )
@@ -317,6 +318,10 @@ class Checker:
         self, name: str, kind: str, token: str, key_auth: str, include_subdomains: bool
     ) -> str | None:
         """One challenge and CAA, within the time limit: None when passed, else why not."""
+        if not names.is_valid_name(name):
+            # Stored before the name rules were strict (or by a process older than them):
+            # never looked up, never connected to.
+            return f"name no longer accepted: {name!r} is not a valid name"
         try:
             async with asyncio.timeout(self.config.timeout):
                 if kind == "http-01":

@@ -55,6 +55,7 @@ class ClaimedChallenge:
 # such as `dns1.example.com` or `caa.example.com` says nothing of why the check failed.
 _REASONS = (
     ("serverInternal", ("unexpected failure happened in the validator",)),
+    ("rejectedIdentifier", ("name no longer accepted",)),
     ("caa", ("caa lookup of ", "caa at ", "caa records at ")),
     ("incorrectResponse", (" holds the expected value",)),
     ("dns", ("dns lookup of ", "no txt record at ", " has no a or aaaa record")),

@@ -193,13 +193,20 @@ def strict(serve: Callable[..., contextlib.AbstractContextManager[Service]]) -> 
         yield running
 
 
-@pytest.mark.parametrize("fault", ["line feed in the stored name", "x400Address in the SAN"])
-def test_a_check_that_fails_unexpectedly_is_server_internal_and_counts_as_failed(
-    strict: Service, make_customer: Callable[..., Customer], fault: str
+@pytest.mark.parametrize(
+    ("fault", "kind", "detail"),
+    [
+        ("line feed in the stored name", "rejectedIdentifier", "name no longer accepted"),
+        ("x400Address in the SAN", "serverInternal", "unexpected failure"),
+    ],
+)
+def test_a_check_that_cannot_run_or_fails_unexpectedly_still_settles_and_counts_as_failed(
+    strict: Service, make_customer: Callable[..., Customer], fault: str, kind: str, detail: str
 ) -> None:
-    """A check that raises what no check expects (httpx's InvalidURL for a stored name with
-    a line feed; cryptography's UnsupportedGeneralNameType for an x400Address) still settles:
-    invalid, serverInternal, and counted against the failed-validation limit."""
+    """A stored name the parser refuses (written before the rules were strict) is never
+    looked up: rejectedIdentifier. A check that raises what no check expects
+    (cryptography's UnsupportedGeneralNameType for an x400Address) is serverInternal. Both
+    settle invalid and count against the failed-validation limit."""
     acme = Acme(strict, make_customer)
 
     def run() -> tuple[Any, Any]:
@@ -231,6 +238,6 @@ def test_a_check_that_fails_unexpectedly_is_server_internal_and_counts_as_failed
         acme.wire.close()
     assert authz["status"] == "invalid"
     [failed] = [c for c in authz["challenges"] if c["status"] == "invalid"]
-    assert failed["error"]["type"] == "urn:ietf:params:acme:error:serverInternal", failed
-    assert "unexpected failure" in failed["error"]["detail"]
+    assert failed["error"]["type"] == f"urn:ietf:params:acme:error:{kind}", failed
+    assert detail in failed["error"]["detail"]
     rate_limited(again)  # the failure counted

@@ -165,11 +165,15 @@ def test_the_migration_withdraws_live_names_the_parser_refuses(databases: Any) -
         "space-valid": ("www.attacker .test", "valid"),
         "trailing-dot-valid": ("www.attacker.test.", "valid"),
         "good-valid": ("www.attacker.test", "valid"),
+        "idn-valid": ("xn--fa-hia.test", "valid"),
+        "ip-valid": ("2001:db8::1", "valid"),
+        "ipv4-pending": ("192.0.2.7", "pending"),
         "lf-expired": ("old.example\n.attacker.test", "expired"),
     }
     ids = {key: uuid.uuid4() for key in rows}
     orders = {
         "ok-pending": (uuid.uuid4(), "pending", "ok.attacker.test"),
+        "wildcard-ready": (uuid.uuid4(), "ready", "*.attacker.test"),
         "lf-ready": (uuid.uuid4(), "ready", "www.attacker.test\n"),
         "lf-valid": (uuid.uuid4(), "valid", "done.attacker\n.test"),
     }
@@ -268,6 +272,8 @@ def test_the_migration_withdraws_live_names_the_parser_refuses(databases: Any) -
         domains = _statuses(conn, "domain_authorizations")
         errors = dict(conn.execute(sa.text("SELECT name, error FROM domain_authorizations")).all())
         order_statuses = _statuses(conn, "acme_orders")
+        order_table = Base.metadata.tables["acme_orders"]
+        order_errors = dict(conn.execute(sa.select(order_table.c.id, order_table.c.error)).all())
         authz_statuses = _statuses(conn, "acme_authorizations")
         challenge_statuses = _statuses(conn, "acme_challenges", "authorization_id")
     engine.dispose()
@@ -277,14 +283,20 @@ def test_the_migration_withdraws_live_names_the_parser_refuses(databases: Any) -
         "space-valid": "invalid",
         "trailing-dot-valid": "invalid",
         "good-valid": "valid",
+        "idn-valid": "valid",
+        "ip-valid": "valid",
+        "ipv4-pending": "pending",
         "lf-expired": "expired",  # not live: left as it was
     }
     assert errors["www.example\n.attacker.test"] == "name no longer accepted"
     assert errors["www.attacker.test"] is None
     assert {key: order_statuses[o[0]] for key, o in orders.items()} == {
         "ok-pending": "pending",
+        "wildcard-ready": "ready",
         "lf-ready": "invalid",
         "lf-valid": "valid",  # finalized already: its certificate is the operator's to judge
     }
+    assert order_errors[orders["lf-ready"][0]]["detail"] == "name no longer accepted"
+    assert order_errors[orders["ok-pending"][0]] is None
     assert authz_statuses == {authz_ok: "pending", authz_bad: "invalid"}
     assert challenge_statuses == {authz_ok: "processing", authz_bad: "invalid"}
