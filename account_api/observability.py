@@ -18,7 +18,7 @@ from schema.metrics import observe_request, render_metrics
 
 access_log = logging.getLogger("tessera.access")
 bp = Blueprint("health", __name__)
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch
 
 
 @bp.get("/healthz")
@@ -52,7 +52,7 @@ def install(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else str(uuid.uuid4())
         g.request_token = request_id_var.set(g.request_id)
         g.started = time.perf_counter()
 
