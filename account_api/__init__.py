@@ -78,7 +78,11 @@ def _check_body() -> None:
     if request.endpoint in BODYLESS_ENDPOINTS:
         return
     if request.mimetype == "application/json":
-        if request.get_json(silent=True) is None:
+        try:
+            parsed = request.get_json(silent=True)
+        except RecursionError:  # nested too deeply to decode: not JSON this service reads
+            parsed = None
+        if parsed is None:
             raise BadJson("request body is not valid JSON")
     elif data and request.endpoint not in FORM_ENDPOINTS:
         raise UnsupportedMediaType("request body must be application/json")

@@ -43,7 +43,28 @@ def _gevent_worker_with_io_timeout() -> type:
             client.settimeout(CLIENT_IO_TIMEOUT_SECONDS)
             AsyncWorker.handle(self, listener, client, addr)
 
+        def load_wsgi(self) -> None:
+            super().load_wsgi()
+            self.wsgi = _closing_after_server_errors(self.wsgi)
+
     return Worker
+
+
+def _closing_after_server_errors(app: Any) -> Any:
+    """The app, its 5xx answers sent with `Connection: close` and the connection then
+    closed: a keep-alive client never reuses a connection after a failure. (Gunicorn writes
+    the Connection header itself, from its response's `force_close`: the app's own is
+    dropped as hop-by-hop.)"""
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if status.startswith("5"):
+                start_response.__self__.force_close()  # Gunicorn's Response
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return wsgi
 
 
 worker_class = _gevent_worker_with_io_timeout

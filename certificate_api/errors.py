@@ -67,7 +67,7 @@ def acme_type(path: str, status: int) -> str | None:
     6.7: ACME clients read `type`), or None for any other path."""
     if not path.startswith(ACME_PREFIX):
         return None
-    kind = {429: "rateLimited", 503: "serverInternal"}.get(status, "malformed")
+    kind = "rateLimited" if status == 429 else "serverInternal" if status >= 500 else "malformed"
     return f"urn:ietf:params:acme:error:{kind}"
 
 
@@ -157,28 +157,44 @@ def register_error_handlers(app: FastAPI) -> None:
         return problem(exc.status_code, title, detail, headers, **({"type": kind} if kind else {}))
 
     @app.exception_handler(SQLAlchemyTimeout)
-    async def _pool_exhausted(_request: Request, _exc: SQLAlchemyTimeout) -> Response:
+    async def _pool_exhausted(request: Request, _exc: SQLAlchemyTimeout) -> Response:
         # Every database connection of this process stayed busy for DB_POOL_TIMEOUT.
         log.warning("database pool exhausted")
         return problem(
-            503, "Service Unavailable", "the service is at capacity; retry shortly", RETRY_SOON
+            503,
+            "Service Unavailable",
+            "the service is at capacity; retry shortly",
+            RETRY_SOON,
+            **_typed(request.url.path, 503),
         )
 
     @app.exception_handler(DBAPIError)
-    async def _database_down(_request: Request, exc: DBAPIError) -> Response:
+    async def _database_down(request: Request, exc: DBAPIError) -> Response:
         if not exc.connection_invalidated and not isinstance(
             exc, OperationalError | InterfaceError
         ):
-            return internal_error()
+            return internal_error(request.url.path)
         log.warning("database unavailable", extra={"error": type(exc.orig).__name__})
-        return problem(503, "Service Unavailable", "the database is unavailable", RETRY_LATER)
+        return problem(
+            503,
+            "Service Unavailable",
+            "the database is unavailable",
+            RETRY_LATER,
+            **_typed(request.url.path, 503),
+        )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, _exc: Exception) -> Response:
-        return internal_error()
+    async def _unexpected(request: Request, _exc: Exception) -> Response:
+        return internal_error(request.url.path)
 
 
-def internal_error() -> Response:
+def _typed(path: str, status: int) -> dict[str, Any]:
+    """The ACME error type of a failure of an ACME path, as a problem's `type`."""
+    kind = acme_type(path, status)
+    return {"type": kind} if kind else {}
+
+
+def internal_error(path: str = "") -> Response:
     """A 500 that says nothing but the request id; the log line has the stack trace."""
     request_id = request_id_var.get() or str(uuid.uuid4())
     log.exception("unhandled error")
@@ -187,6 +203,7 @@ def internal_error() -> Response:
         "Internal Server Error",
         f"an unexpected error occurred; quote request id {request_id}",
         request_id=request_id,
+        **_typed(path, 500),
     )
 
 

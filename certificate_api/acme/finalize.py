@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from josepy.b64 import b64decode
@@ -45,10 +46,22 @@ def issue_request(
         csr = x509.load_der_x509_csr(b64decode(encoded))
     except (binascii.Error, ValueError):
         raise bad_csr("the CSR is not DER in base64url") from None
-    if spki_sha256(csr.public_key()) == spki_sha256(raw_key(account_key)):
+    try:
+        public_key = csr.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        raise bad_csr(
+            "the CSR's public key is of an unsupported kind; use EC P-256/P-384, RSA or Ed25519"
+        ) from None
+    if spki_sha256(public_key) == spki_sha256(raw_key(account_key)):
         raise bad_csr("the CSR's key is the ACME account's key: use another key")
     try:
-        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        extensions = csr.extensions
+    except x509.DuplicateExtension as exc:
+        raise bad_csr(f"the CSR carries the extension {exc.oid.dotted_string} twice") from None
+    except ValueError:
+        raise bad_csr("the CSR's extensions cannot be read") from None
+    try:
+        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         dns = [_normal(n) for n in san.get_values_for_type(x509.DNSName)]
         ips = [str(a) for a in san.get_values_for_type(x509.IPAddress)]
     except x509.ExtensionNotFound:

@@ -189,6 +189,12 @@ async def finalize(order_id: str, request: Request, runtime: RuntimeDep) -> Resp
 
     started, payload, customer, account_key = await signed(runtime, request, begin)
     certificate_id, problem = None, None
+
+    def end() -> tuple[dict[str, Any], int, dict[str, str]]:
+        with runtime.sessions() as session:
+            row = finalization.end_finalize(session, started.id, certificate_id, problem)
+            return _order_reply(session, urls, row)
+
     try:
         wanted_names = [ident["value"] for ident in started.identifiers]
         issued = await issue_certificate(
@@ -202,11 +208,12 @@ async def finalize(order_id: str, request: Request, runtime: RuntimeDep) -> Resp
         problem = exc
     except DomainError as exc:
         problem = from_domain(exc, csr=True)
-
-    def end() -> tuple[dict[str, Any], int, dict[str, str]]:
-        with runtime.sessions() as session:
-            row = finalization.end_finalize(session, started.id, certificate_id, problem)
-            return _order_reply(session, urls, row)
+    except Exception:
+        # Whatever failed, the order goes back to ready (not processing until it is stale):
+        # the client's next finalize may succeed.
+        problem = AcmeProblem("serverInternal", "the finalization failed", status=500)
+        await anyio.to_thread.run_sync(end)
+        raise
 
     body, status, headers = await anyio.to_thread.run_sync(end)
     if problem is not None:

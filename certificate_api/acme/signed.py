@@ -1,7 +1,9 @@
-"""A verified ACME request (RFC 8555 section 6.2): its flattened JWS parsed on the event
-loop; then, in one thread hop with one session, its nonce redeemed, its `url` checked, its
-signer found (a `kid`'s account, or a `jwk` where the resource takes one) and its signature
-verified, before the route's rule runs in the same transaction."""
+"""A verified ACME request (RFC 8555 section 6.2): its flattened JWS parsed and its nonce's
+form checked on the event loop; then, in one thread hop with one session, its signer found
+(a `kid`'s account, or a `jwk` where the resource takes one) and its signature verified,
+then its nonce redeemed and its `url` checked, before the route's rule runs in the same
+transaction. A request whose signature does not verify spends no nonce: whoever sees a
+client's unused nonce cannot burn it."""
 
 from __future__ import annotations
 
@@ -71,27 +73,28 @@ async def signed(
     *,
     jwk: bool = False,
 ) -> T:
-    """Check the JWS of a POST and run `rule` on it: the form here; then, in a thread with
-    one session, the nonce (redeemed in the rule's transaction, and spent on its own if the
-    rule fails), the `url`, the signer (a `kid`'s account; a `jwk` only where the resource
-    takes one) and the signature."""
-    try:
-        document = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise malformed("the request body is not JSON") from None
-    message = jws.parse(document)
+    """Check the JWS of a POST and run `rule` on it: the form and the nonce's here; then, in
+    a thread with one session, the signer (a `kid`'s account; a `jwk` only where the
+    resource takes one) and the signature; then the nonce (redeemed in the rule's
+    transaction, and spent on its own if the rule fails) and the `url`."""
+    message = jws.parse(jws.loads(await request.body(), "the request body"))
     expected = urls_of(runtime).of(request.url.path)
     if (message.jwk is None) == (message.kid is None):
         raise malformed("the JWS protected header carries exactly one of jwk and kid")
     if message.jwk is not None and not jwk:
         raise malformed("this resource takes a JWS with kid (an account URL), not jwk")
+    runtime.nonces.expiry(message.nonce)  # a nonce never made here is refused at once
     account_prefix = urls_of(runtime).account("")
 
     def run() -> T:
         with runtime.sessions() as session:
+            account, key = signer(session)
+            jws.verify(message, key)
             used = nonces.redeem(session, runtime.nonces, message.nonce)
             try:
-                result = check_and_run(session)
+                if message.url != expected:
+                    raise unauthorized(f"the JWS url must be {expected}")
+                result = rule(session, Signed(message, account, key))
                 session.commit()  # the nonce, when the rule left nothing else to commit
             except Exception:
                 session.rollback()
@@ -101,9 +104,8 @@ async def signed(
                 nonces.spend(session, runtime.nonces, message.nonce)
             return result
 
-    def check_and_run(session: Session) -> T:
-        if message.url != expected:
-            raise unauthorized(f"the JWS url must be {expected}")
+    def signer(session: Session) -> tuple[AcmeAccount | None, JWK]:
+        """The account (None for a `jwk` request) and the key that must have signed."""
         account = None
         if message.kid is not None:
             if not message.kid.startswith(account_prefix):
@@ -115,8 +117,7 @@ async def signed(
         else:
             assert message.jwk is not None
             key = jws.account_key(message.jwk)
-        jws.verify(message, key)
-        return rule(session, Signed(message, account, key))
+        return account, key
 
     return await anyio.to_thread.run_sync(run)
 

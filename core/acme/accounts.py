@@ -37,7 +37,7 @@ from schema.tokens import TokenClaims
 
 EAB_KEY_BYTES = 32
 MAX_CONTACTS = 10
-_MAILTO = re.compile(r"^mailto:[^@\s,?]+@[^@\s,?]+\.[^@\s,?]+$", re.IGNORECASE)
+_MAILTO = re.compile(r"mailto:[^@\s,?]+@[^@\s,?]+\.[^@\s,?]+", re.IGNORECASE)  # fullmatch
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def _contacts(value: Any) -> list[str]:
     for contact in value:
         if not contact.lower().startswith("mailto:"):
             raise AcmeProblem("unsupportedContact", "only mailto: contacts are supported")
-        if not _MAILTO.match(contact):
+        if not _MAILTO.fullmatch(contact):
             raise AcmeProblem("invalidContact", f"{contact!r} is not a mailto: address")
     return list(value)
 
@@ -193,7 +193,7 @@ def _bound_key(
         raise malformed("the external account binding must not carry a nonce")
     try:
         signed_key = load_jwk(json.loads(inner.payload))
-    except (ValueError, TypeError, DeserializationError):
+    except (ValueError, TypeError, DeserializationError, RecursionError):
         raise malformed("the external account binding's payload is not a JWK") from None
     if jws.thumbprint(signed_key) != jws.thumbprint(key):
         raise malformed("the external account binding signs another key than the account's")

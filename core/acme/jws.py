@@ -2,6 +2,10 @@
 everything in the protected header, `jwk` xor `kid`, an algorithm of the allowed ones on a
 key of the right kind. Keys, thumbprints (RFC 7638) and the algorithms are josepy's.
 
+No JWS extension is understood: a protected header with `crit` (RFC 7515 section 4.1.11
+requires refusing one whose parameters are not understood) or `b64` (RFC 7797's unencoded
+payload) is `malformed`. JSON too deeply nested to decode is `malformed` like any other.
+
 Parsing (`parse`) checks the form; `verify` checks a signature against a key. Neither
 touches the database: looking up a `kid` and redeeming the nonce are the caller's.
 """
@@ -35,6 +39,15 @@ MIN_RSA_BITS = 2048
 _CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1}
 _CURVE_NAMES = {"ES256": "P-256", "ES384": "P-384"}
 _FLATTENED = frozenset({"protected", "payload", "signature"})
+_REFUSED_HEADERS = ("crit", "b64")
+
+
+def loads(data: bytes | str, what: str) -> Any:
+    """A JSON value; `malformed` if `data` is not JSON, or too deeply nested to decode."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise malformed(f"{what} is not JSON") from None
 
 
 def _b64decode(value: Any, what: str) -> bytes:
@@ -88,10 +101,7 @@ class Jws:
         """The payload as a JSON object; None for POST-as-GET (an empty payload)."""
         if self.payload == b"":
             return None
-        try:
-            value = json.loads(self.payload)
-        except (ValueError, UnicodeDecodeError):
-            raise malformed("the JWS payload is not JSON") from None
+        value = loads(self.payload, "the JWS payload")
         if not isinstance(value, dict):
             raise malformed("the JWS payload is not a JSON object")
         return value
@@ -99,7 +109,8 @@ class Jws:
 
 def parse(document: Any, *, algorithms: dict[str, Any] = ACCOUNT_ALGORITHMS) -> Jws:
     """Check the form of a flattened JWS (a decoded JSON value): exactly one signature, a
-    protected header holding an allowed `alg`, no unprotected header."""
+    protected header holding an allowed `alg` and no `crit` or `b64`, no unprotected
+    header."""
     if not isinstance(document, dict):
         raise malformed("the request body is not a JWS object")
     if "signatures" in document:
@@ -110,13 +121,20 @@ def parse(document: Any, *, algorithms: dict[str, Any] = ACCOUNT_ALGORITHMS) -> 
         missing = ", ".join(sorted(_FLATTENED - set(document))) or "none"
         raise malformed(f"the JWS needs exactly protected, payload, signature (missing: {missing})")
     protected_b64, payload_b64 = document["protected"], document["payload"]
-    try:
-        protected = json.loads(_b64decode(protected_b64, "the JWS protected header"))
-    except (ValueError, UnicodeDecodeError):
-        raise malformed("the JWS protected header is not JSON") from None
+    protected = loads(
+        _b64decode(protected_b64, "the JWS protected header"), "the JWS protected header"
+    )
     if not isinstance(protected, dict):
         raise malformed("the JWS protected header is not a JSON object")
+    refused = [name for name in _REFUSED_HEADERS if name in protected]
+    if refused:
+        raise malformed(
+            f"the JWS protected header carries {' and '.join(refused)}: no JWS extension is "
+            "understood here"
+        )
     alg = protected.get("alg")
+    if not isinstance(alg, str):
+        raise malformed("the JWS protected header's alg is not a string")
     if alg not in algorithms:
         allowed = sorted(algorithms)
         raise AcmeProblem(
@@ -136,7 +154,10 @@ def load_jwk(value: Any) -> JWK:
     """A JWK from its JSON form; DeserializationError, ValueError or TypeError if it is none."""
     if not isinstance(value, dict):
         raise TypeError("a JWK is a JSON object")
-    return cast(JWK, JWK.from_json(value))
+    try:
+        return cast(JWK, JWK.from_json(value))
+    except (AttributeError, KeyError, OverflowError) as exc:  # josepy on members not strings
+        raise TypeError("a JWK's members are base64url strings") from exc
 
 
 def raw_key(key: JWK) -> Any:

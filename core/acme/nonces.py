@@ -2,8 +2,12 @@
 
 A nonce is made without the database: 16 random bytes and the time it was made, signed with
 an HMAC under a key derived from the master key every process shares. A request's nonce is
-checked (signature, age) and then redeemed: its insert into `acme_nonces` fails on the
-primary key if any process redeemed it before. The worker deletes rows past their expiry
+checked (its exact spelling, signature, age) and then redeemed, once the request's JWS
+signature has verified: its insert into `acme_nonces` fails on the primary key if any
+process redeemed it before. A nonce is one exact string: base64url without padding, as
+made; any other spelling of the same bytes (padding, other unused trailing bits, the base64
+alphabet's `+` and `/`, whitespace) is refused before it is decoded, so one nonce is never
+stored, and good, under two names. The worker deletes rows past their expiry
 (worker/retention.py): a nonce that old is refused by its age, stored or not.
 """
 
@@ -28,6 +32,7 @@ from schema.acme import AcmeNonce
 
 NONCE_TTL = timedelta(hours=1)
 _RANDOM, _STAMP, _TAG = 16, 8, 16
+_LENGTH = len(b64url(bytes(_RANDOM + _STAMP + _TAG)))  # 54 characters
 
 
 def bad_nonce(detail: str) -> AcmeProblem:
@@ -60,10 +65,14 @@ class Nonces:
         ours, or too old."""
         if not nonce:
             raise bad_nonce("the JWS protected header has no nonce")
+        if len(nonce) != _LENGTH:
+            raise bad_nonce("the nonce is not one this server made")
         try:
             raw = b64decode(nonce)
         except (binascii.Error, ValueError):
             raise bad_nonce("the nonce is not one this server made") from None
+        if b64url(raw) != nonce:  # another spelling of these bytes: not the nonce made
+            raise bad_nonce("the nonce is not one this server made")
         data, tag = raw[: _RANDOM + _STAMP], raw[_RANDOM + _STAMP :]
         if len(raw) != _RANDOM + _STAMP + _TAG or not hmac.compare_digest(tag, self._tag(data)):
             raise bad_nonce("the nonce is not one this server made")
@@ -77,8 +86,10 @@ class Nonces:
 def redeem(session: Session, nonces: Nonces, nonce: str | None) -> AcmeNonce:
     """Check a request's nonce and mark it used in the request's transaction (its insert is
     sent at once: a concurrent use of the same nonce waits for this transaction, then fails);
-    `badNonce` if it was used before. A request that fails after this still spends it:
-    `spend`, once its transaction is rolled back (`spent` says whether that is needed)."""
+    `badNonce` if it was used before. Called once the request's signature has verified (a
+    request nobody can sign spends nothing); a request that fails after this still spends
+    it: `spend`, once its transaction is rolled back (`spent` says whether that is
+    needed)."""
     expires_at = nonces.expiry(nonce)
     assert nonce is not None
     used = AcmeNonce(nonce=nonce, expires_at=expires_at)

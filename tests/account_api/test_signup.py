@@ -118,3 +118,25 @@ def test_password_is_stored_as_argon2id(accounts: Any, engine: Any) -> None:
         ).scalar_one()
     assert stored.startswith("$argon2id$")
     assert GOOD["password"] not in stored
+
+
+@pytest.mark.parametrize("path", ["/api/accounts", "/api/auth/token"])
+@pytest.mark.parametrize("depth", [2_000, 30_000])
+def test_deeply_nested_json_is_400(accounts: Any, engine: Any, path: str, depth: int) -> None:
+    """JSON nested too deeply for the parser is refused like any other body that is not
+    JSON, not a 500."""
+    before = count_accounts(engine)
+    body = '{"email": ' + "[" * depth + "]" * depth + "}"
+    response = accounts.post(path, data=body, content_type="application/json")
+    assert assert_problem(response, 400)["detail"] == "request body is not valid JSON"
+    assert count_accounts(engine) == before
+
+
+def test_deeply_nested_json_is_400_on_the_certificate_service_too(certs: Any) -> None:
+    """The REST routes of the certificate service (FastAPI) answer it 400 as well."""
+    body = '{"common_name": ' + "[" * 30_000 + "]" * 30_000 + "}"
+    response = certs.post(
+        "/api/certificates", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"

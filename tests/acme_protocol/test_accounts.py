@@ -204,6 +204,8 @@ def test_status_other_than_deactivated_is_ignored(acme: Acme) -> None:
     [
         (["tel:+15555550100"], "unsupportedContact"),
         (["mailto:not-an-address"], "invalidContact"),
+        (["mailto:a@b.c\n"], "invalidContact"),
+        (["mailto:ops@example.com\nBcc: x@example.com"], "invalidContact"),
         ("mailto:ops@example.com", "malformed"),
     ],
 )

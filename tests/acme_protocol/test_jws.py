@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import josepy as jose
 import pytest
@@ -195,12 +196,168 @@ def test_one_nonce_sent_at_once_many_times_is_good_once(acme: Acme, account: Acc
         problem(refused, "badNonce", 400)
 
 
-def test_nonce_of_a_refused_request_is_used_up(acme: Acme, account: Account) -> None:
+def test_nonce_of_a_verified_but_refused_request_is_used_up(acme: Acme, account: Account) -> None:
+    """Signed by the account's key, for another resource's URL: the signature verifies, so
+    the refusal spends the nonce."""
     nonce = acme.wire.nonce()
-    refused = acme.wire.send(ec_key(), account.kid, nonce=nonce, kid=account.kid)
-    problem(refused, "malformed")
+    document = signed(account.key, acme.url("/acme/new-order"), None, nonce, kid=account.kid)
+    problem(acme.wire.post(account.kid, document), "unauthorized", 403)
     again = acme.wire.send(account.key, account.kid, nonce=nonce, kid=account.kid)
     problem(again, "badNonce", 400)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["bad-signature", "unsigned", "another-key", "jwk-of-another-key", "unknown-kid"],
+)
+def test_nonce_of_a_request_whose_signature_does_not_verify_stays_good(
+    acme: Acme, account: Account, fault: str
+) -> None:
+    """Whoever sees a client's unused nonce cannot burn it with a request they cannot sign."""
+    nonce = acme.wire.nonce()
+    if fault == "bad-signature":
+        refused = acme.wire.send(
+            account.key, account.kid, nonce=nonce, kid=account.kid, sign=lambda _: bytes(64)
+        )
+    elif fault == "unsigned":
+        refused = acme.wire.send(
+            account.key, account.kid, nonce=nonce, kid=account.kid, sign=lambda _: b""
+        )
+    elif fault == "another-key":
+        refused = acme.wire.send(ec_key(), account.kid, nonce=nonce, kid=account.kid)
+    elif fault == "jwk-of-another-key":  # a jwk that is not the key that signed
+        other = ec_key()
+        refused = acme.wire.send(
+            other,
+            acme.url("/acme/new-account"),
+            {"onlyReturnExisting": True},
+            nonce=nonce,
+            header={"jwk": public_jwk(ec_key())},
+        )
+    else:
+        unknown = acme.url("/acme/acct/00000000-0000-4000-8000-000000000000")
+        refused = acme.wire.send(account.key, account.kid, nonce=nonce, kid=unknown)
+    assert 400 <= refused.status_code < 500, refused.text
+    assert refused.json()["type"] != ACME_ERROR + "badNonce", refused.text
+    good = acme.wire.send(account.key, account.kid, nonce=nonce, kid=account.kid)
+    assert good.status_code == 200, good.text
+    problem(acme.wire.send(account.key, account.kid, nonce=nonce, kid=account.kid), "badNonce")
+
+
+def _respellings(nonce: str) -> dict[str, str]:
+    """Other spellings of a nonce that lenient base64url decoding reads as the same bytes
+    (or that a lenient parser might unquote or strip)."""
+    last = nonce[-1]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # 40 bytes in 54 characters: the last one carries 2 bits that are not the nonce's.
+    other_bits = alphabet[alphabet.index(last) ^ 1]
+    return {
+        "padding-one": nonce + "=",
+        "padding-two": nonce + "==",
+        "unused-trailing-bits": nonce[:-1] + other_bits,
+        "slash-for-underscore": nonce.replace("_", "/"),
+        "plus-for-dash": nonce.replace("-", "+"),
+        "trailing-newline": nonce + "\n",
+        "trailing-space": nonce + " ",
+        "leading-space": " " + nonce,
+        "percent-encoded": nonce.replace("_", "%5F").replace("-", "%2D"),
+        "over-long-padding": nonce + "=" * 120,
+        "over-long-whitespace": nonce + " " * 120,
+    }
+
+
+def _nonce_with_dash_and_underscore(acme: Acme) -> str:
+    """A fresh nonce that has both a `-` and a `_` (about a third have)."""
+    for _ in range(200):
+        nonce = acme.wire.nonce()
+        if "-" in nonce and "_" in nonce:
+            return nonce
+    raise AssertionError("no nonce with both - and _ in 200")
+
+
+def test_another_spelling_of_a_nonce_is_bad_nonce(acme: Acme, account: Account) -> None:
+    """A nonce is one exact string, good once: every other spelling is badNonce, before
+    the nonce is used and after, and none of them uses it up."""
+    nonce = _nonce_with_dash_and_underscore(acme)
+    respellings = _respellings(nonce)
+    assert len(set(respellings.values()) | {nonce}) == len(respellings) + 1
+    for name, spelling in respellings.items():
+        refused = acme.wire.send(account.key, account.kid, nonce=spelling, kid=account.kid)
+        assert refused.status_code == 400, (name, refused.status_code, refused.text)
+        problem(refused, "badNonce", 400)
+    good = acme.wire.send(account.key, account.kid, nonce=nonce, kid=account.kid)
+    assert good.status_code == 200, good.text
+    for name, spelling in {**respellings, "the-nonce-itself": nonce}.items():
+        refused = acme.wire.send(account.key, account.kid, nonce=spelling, kid=account.kid)
+        assert refused.status_code == 400, (name, refused.status_code, refused.text)
+        problem(refused, "badNonce", 400)
+
+
+@pytest.mark.parametrize("length", [55, 64, 65, 300, 5000])
+def test_over_long_nonce_is_bad_nonce(acme: Acme, account: Account, length: int) -> None:
+    nonce = acme.wire.nonce()
+    longer = (nonce * (length // len(nonce) + 1))[:length]
+    response = acme.wire.send(account.key, account.kid, nonce=longer, kid=account.kid)
+    problem(response, "badNonce", 400)
+
+
+@pytest.mark.parametrize(
+    "alg",
+    [["ES256"], {"ES256": True}, 256, True, None],
+    ids=["list", "object", "number", "boolean", "missing"],
+)
+def test_alg_that_is_not_a_string_is_malformed(acme: Acme, account: Account, alg: Any) -> None:
+    header = {"alg": alg} if alg is not None else {"alg": None}
+    response = acme.wire.send(account.key, account.kid, kid=account.kid, header=header)
+    problem(response, "malformed", 400)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"crit": ["exp"], "exp": 1},
+        {"crit": ["b64"], "b64": False},
+        {"b64": False},
+        {"b64": True},
+        {"crit": []},
+        {"crit": "exp"},
+    ],
+    ids=["crit-unknown", "crit-b64", "b64-false", "b64-true", "crit-empty", "crit-string"],
+)
+def test_crit_or_b64_in_the_protected_header_is_malformed(
+    acme: Acme, account: Account, header: dict[str, Any]
+) -> None:
+    """RFC 7515 section 4.1.11: a `crit` the server does not understand is refused; ACME
+    uses no extension that needs one, nor RFC 7797's unencoded payload."""
+    nonce = acme.wire.nonce()
+    response = acme.wire.send(account.key, account.kid, nonce=nonce, kid=account.kid, header=header)
+    problem(response, "malformed", 400)
+    # Refused before anything was done: its nonce is still good.
+    good = acme.wire.send(account.key, account.kid, nonce=nonce, kid=account.kid)
+    assert good.status_code == 200, good.text
+
+
+DEPTH = 20_000
+
+
+def _deep(depth: int = DEPTH) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("where", ["body", "protected-header", "payload"])
+def test_deeply_nested_json_is_malformed(acme: Acme, account: Account, where: str) -> None:
+    if where == "body":
+        body = ('{"protected": ' + _deep() + ', "payload": "", "signature": ""}').encode()
+        problem(acme.wire.post(account.kid, body), "malformed", 400)
+        return
+    if where == "protected-header":
+        flat = signed(account.key, account.kid, None, acme.wire.nonce(), kid=account.kid)
+        header = jose.b64encode(('{"alg": "ES256", "x": ' + _deep() + "}").encode()).decode()
+        problem(acme.wire.post(account.kid, dict(flat, protected=header)), "malformed", 400)
+        return
+    payload = ('{"contact": ' + _deep() + "}").encode()
+    response = acme.wire.send(account.key, account.kid, payload, kid=account.kid)
+    problem(response, "malformed", 400)
 
 
 @pytest.mark.parametrize(
@@ -227,3 +384,19 @@ def test_new_nonce_answers_head_200_and_get_204_uncached(acme: Acme) -> None:
 def test_unknown_acme_path_and_method_are_acme_errors(acme: Acme) -> None:
     problem(acme.wire.http.get(acme.url("/acme/no-such-thing")), "malformed", 404)
     problem(acme.wire.http.get(acme.url("/acme/new-order")), "malformed", 405)
+
+
+@pytest.mark.parametrize(
+    "jwk",
+    [
+        {"kty": "EC", "crv": "P-256", "x": 1, "y": 2},
+        {"kty": "RSA", "n": 1, "e": [1]},
+        {"kty": "EC", "crv": "P-256", "x": {"a": "b"}, "y": None},
+    ],
+    ids=["ec-numbers", "rsa-number-and-list", "ec-object-and-null"],
+)
+def test_jwk_whose_members_are_not_strings_is_bad_public_key(
+    acme: Acme, jwk: dict[str, Any]
+) -> None:
+    response = acme.wire.send(ec_key(), acme.url("/acme/new-account"), {}, header={"jwk": jwk})
+    problem(response, "badPublicKey", 400)
