@@ -270,7 +270,9 @@ def test_names_are_matched_in_their_normalized_form(
     grant(customer, base, include_subdomains=True)  # stored as an A-label
     grant(customer, "2001:db8::1")
     issued = issue_as(
-        customer, f"WWW.{base.upper()}.", dns_names=[f"*.{base}"], ip_addresses=["2001:DB8:0::1"]
+        customer, f"WWW.{base.upper()}", dns_names=[f"*.{base}"], ip_addresses=["2001:DB8:0::1"]
     )
     assert issued.status_code == 201, issued.text
     assert issued.json()["dns_names"][0].startswith("www.xn--")
+    # Case and IDNA are one name's spellings; a trailing dot is refused, never trimmed.
+    assert issue_as(customer, f"www.{base}.").status_code == 422
