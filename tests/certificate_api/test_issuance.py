@@ -206,7 +206,7 @@ def test_names_are_normalized_to_lowercase_a_labels(
     certs: Any, make_customer: Any, issue: Any
 ) -> None:
     customer: Customer = make_customer()
-    body = issue(customer, common_name="WWW.Example.COM.", dns_names=["bücher.example"])
+    body = issue(customer, common_name="WWW.Example.COM", dns_names=["bücher.example"])
     assert body["common_name"] == "www.example.com"
     assert body["dns_names"] == ["www.example.com", "xn--bcher-kva.example"]
     leaf = x509.load_pem_x509_certificate(body["certificate_pem"].encode())
