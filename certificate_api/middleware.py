@@ -17,7 +17,7 @@ import anyio
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from certificate_api.errors import ACME_PREFIX, acme_type, problem
+from certificate_api.errors import ACME_PREFIX, acme_type, internal_error, problem
 from schema.logs import request_id_var
 from schema.metrics import observe_request
 
@@ -62,8 +62,8 @@ class EdgeMiddleware:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message["headers"] = _closing_after_failure(message["status"], headers)
             await send(message)
 
         try:
@@ -95,7 +95,7 @@ class EdgeMiddleware:
                 return
             self.in_flight += 1
             try:
-                await self.app(scope, receive, send_wrapper)
+                await _answering_failures(self.app, scope, receive, send_wrapper)
             finally:
                 self.in_flight -= 1
         finally:
@@ -160,6 +160,36 @@ class EdgeMiddleware:
                     return b"".join(chunks)
 
 
+def _closing_after_failure(
+    status: int, headers: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """A 5xx answer's headers say `Connection: close`: the server ends the connection
+    cleanly once the answer is out, rather than keep alive a connection in doubt."""
+    if status >= 500 and not any(name.lower() == b"connection" for name, _ in headers):
+        return [*headers, (b"connection", b"close")]
+    return headers
+
+
+async def _answering_failures(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """The app; an exception it raises before answering is answered here, a 500 like every
+    other answer (request id, ACME headers, `Connection: close`), rather than by
+    Starlette's outermost handler, which answers around this middleware and then leaves
+    the server the exception (Uvicorn drops the connection)."""
+    started = False
+
+    async def watched(message: Message) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    try:
+        await app(scope, receive, watched)
+    except Exception:
+        if started:
+            raise  # too late for an answer: the server drops the connection
+        await internal_error(scope["path"])(scope, receive, send)
+
+
 def _as_acme(scope: Scope, rejection: Any) -> Any:
     """A refusal of an ACME path carries an ACME error type (clients read `type`)."""
     kind = acme_type(scope["path"], rejection.status_code)
@@ -169,7 +199,8 @@ def _as_acme(scope: Scope, rejection: Any) -> Any:
     headers = {
         k: v for k, v in rejection.headers.items() if k not in ("content-length", "content-type")
     }
-    return problem(body["status"], body["title"], body["detail"], headers, type=kind)
+    extra = {k: v for k, v in body.items() if k not in ("type", "status", "title", "detail")}
+    return problem(body["status"], body["title"], body["detail"], headers, **extra, type=kind)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
