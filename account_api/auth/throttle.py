@@ -78,8 +78,11 @@ def reserve(session: Session, email_key: str, client: str, now: datetime, limits
     attempt = LoginFailure(email_key=email_key, client=client, failed_at=now)
     session.add(attempt)
     session.flush()
+    # Read before the commit: once it commits, a concurrent right password from the same
+    # address may delete the record (`succeeded`), and reading the id would then fail.
+    attempt_id = attempt.id
     # Counted: earlier failures, not this attempt's own record.
-    others = (LoginFailure.client == client) & (LoginFailure.id != attempt.id)
+    others = (LoginFailure.client == client) & (LoginFailure.id != attempt_id)
     checks = [
         (others & (LoginFailure.email_key == email_key), limits.per_email_and_client),
         (others, limits.per_client),
@@ -93,7 +96,7 @@ def reserve(session: Session, email_key: str, client: str, now: datetime, limits
         session.rollback()
         raise Throttled(max(1, math.ceil((max(ends) - now).total_seconds())))
     session.commit()
-    return attempt.id
+    return attempt_id
 
 
 def succeeded(session: Session, email_key: str, client: str) -> None:

@@ -120,3 +120,33 @@ def test_wrong_current_passwords_count_as_failed_logins(accounts: Any, make_cust
     assert accounts.post(url, json=body, headers=customer.auth).status_code == 429
     right = {**body, "current_password": customer.password}
     assert accounts.post(url, json=right, headers=customer.auth).status_code == 429
+
+
+def test_a_reservation_removed_right_after_its_commit_still_answers(engine: Any) -> None:
+    """Under concurrent logins from one address, another request's right password can delete
+    this attempt's reservation the moment it commits (`succeeded`); reading the record's id
+    after the commit then raised, a 500 for a login that was merely racing."""
+    from datetime import timedelta
+
+    from sqlalchemy import delete, event
+    from sqlalchemy.orm import Session
+
+    from account_api.auth import throttle
+    from schema.accounts import LoginFailure
+    from schema.base import utcnow
+
+    email_key, client = unique_email(), "192.0.2.55"
+    limits = throttle.Limits(window=timedelta(minutes=15), per_email_and_client=5, per_client=50)
+    with Session(engine) as session:
+
+        @event.listens_for(session, "after_commit")
+        def another_login_succeeds(_session: Session) -> None:
+            with engine.begin() as conn:
+                conn.execute(
+                    delete(LoginFailure).where(
+                        LoginFailure.email_key == email_key, LoginFailure.client == client
+                    )
+                )
+
+        attempt_id = throttle.reserve(session, email_key, client, utcnow(), limits)
+    assert attempt_id is not None
