@@ -166,10 +166,11 @@ def parse_dns_suffix(text: str) -> str:
 def parse_name(text: str, *, wildcard: bool = True) -> str:
     """A DNS name or an IP address, each in its one written form (`parse_dns_name`, or the
     address as `ipaddress` writes it); InvalidName otherwise."""
-    if isinstance(text, str) and ":" in text:
-        return str(parse_ip(text))  # no DNS name holds a colon
-    if is_ip(text):
+    try:
         return str(parse_ip(text))
+    except InvalidName:
+        if isinstance(text, str) and ":" in text:
+            raise  # no DNS name holds a colon: the address's reason is the one to give
     return parse_dns_name(text, wildcard=wildcard)
 
 

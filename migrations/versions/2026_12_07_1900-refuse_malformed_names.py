@@ -39,11 +39,30 @@ def _chunks(ids: list[Any]) -> Iterator[list[Any]]:
         yield ids[start : start + BATCH]
 
 
-def _bad_ids(conn: sa.Connection, query: sa.Select[Any], bad: Any) -> list[Any]:
-    """The ids of the rows `bad(row)` picks, read in a stream (tables may be large)."""
+def _withdraw(
+    conn: sa.Connection, table: sa.TableClause, live: Any, column: str, bad: Any, **values: Any
+) -> list[Any]:
+    """Set `values` on every live row whose `column` `bad` picks; returns their ids. The rows
+    are read in a stream (tables may be large), then updated in chunks, each update checking
+    again that its row is still live."""
+    query = sa.select(table.c.id, table.c[column]).where(live)
     # The options on the statement: on a Connection they would stay for every later one.
     result = conn.execute(query.execution_options(stream_results=True, yield_per=BATCH))
-    return [row.id for row in result if bad(row)]
+    ids = [row.id for row in result if bad(row[1])]
+    for chunk in _chunks(ids):
+        conn.execute(sa.update(table).where(table.c.id.in_(chunk), live).values(**values))
+    return ids
+
+
+def _refused(name: Any) -> bool:
+    return not is_valid_name(str(name))
+
+
+def _any_refused(identifiers: Any) -> bool:
+    return not all(
+        isinstance(item, dict) and is_valid_name(str(item.get('value', '')))
+        for item in identifiers or []
+    )
 
 
 def upgrade() -> None:
@@ -57,23 +76,14 @@ def upgrade() -> None:
         sa.column('error', sa.Text),
         sa.column('validation_leased_until', UtcDateTime(timezone=True)),
     )
-    live = domains.c.status.in_(('pending', 'valid'))
-    ids = _bad_ids(
-        conn,
-        sa.select(domains.c.id, domains.c.name).where(live),
-        lambda row: not is_valid_name(row.name),
+    _withdraw(
+        conn, domains, domains.c.status.in_(('pending', 'valid')), 'name', _refused,
+        status='invalid', error=REASON, validation_leased_until=None,
     )
-    for chunk in _chunks(ids):
-        conn.execute(
-            sa.update(domains)
-            .where(domains.c.id.in_(chunk), live)
-            .values(status='invalid', error=REASON, validation_leased_until=None)
-        )
 
     authorizations = sa.table(
         'acme_authorizations',
         sa.column('id', sa.Uuid),
-        sa.column('order_id', sa.Uuid),
         sa.column('value', sa.String),
         sa.column('status', sa.String),
     )
@@ -84,18 +94,11 @@ def upgrade() -> None:
         sa.column('error', sa.JSON),
         sa.column('leased_until', UtcDateTime(timezone=True)),
     )
-    live_authz = authorizations.c.status.in_(('pending', 'valid'))
-    ids = _bad_ids(
-        conn,
-        sa.select(authorizations.c.id, authorizations.c.value).where(live_authz),
-        lambda row: not is_valid_name(row.value),
+    withdrawn = _withdraw(
+        conn, authorizations, authorizations.c.status.in_(('pending', 'valid')), 'value',
+        _refused, status='invalid',
     )
-    for chunk in _chunks(ids):
-        conn.execute(
-            sa.update(authorizations)
-            .where(authorizations.c.id.in_(chunk), live_authz)
-            .values(status='invalid')
-        )
+    for chunk in _chunks(withdrawn):
         conn.execute(
             sa.update(challenges)
             .where(
@@ -113,21 +116,10 @@ def upgrade() -> None:
         sa.column('error', sa.JSON),
         sa.column('updated_at', UtcDateTime(timezone=True)),
     )
-    open_order = orders.c.status.in_(('pending', 'ready'))
-    ids = _bad_ids(
-        conn,
-        sa.select(orders.c.id, orders.c.identifiers).where(open_order),
-        lambda row: not all(
-            isinstance(item, dict) and is_valid_name(str(item.get('value', '')))
-            for item in row.identifiers or []
-        ),
+    _withdraw(
+        conn, orders, orders.c.status.in_(('pending', 'ready')), 'identifiers', _any_refused,
+        status='invalid', error=ACME_ERROR, updated_at=datetime.now(UTC),
     )
-    for chunk in _chunks(ids):
-        conn.execute(
-            sa.update(orders)
-            .where(orders.c.id.in_(chunk), open_order)
-            .values(status='invalid', error=ACME_ERROR, updated_at=datetime.now(UTC))
-        )
 
 
 def downgrade() -> None:
